@@ -1,0 +1,90 @@
+"""Checks at the public boundary: each names the argument and shows expected vs got.
+
+All checks work on any array-API array (numpy, array_api_strict, torch); they never
+convert or coerce their input.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import array_namespace, is_numpy_array
+
+from chainrule2.constants import IGNORED_LABELS
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+def check_logits(logits: Any, name: str = "logits", min_ndim: int = 2) -> Any:
+    """Return the array namespace of ``logits`` after checking dtype, rank and finiteness."""
+    try:
+        xp = array_namespace(logits)
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected an array (numpy, torch, array-API), got {type(logits).__name__}"
+        ) from None
+    if not xp.isdtype(logits.dtype, "real floating"):
+        raise TypeError(f"{name}: expected a real floating dtype, got {logits.dtype}")
+    if logits.ndim < min_ndim:
+        raise ValueError(
+            f"{name}: expected at least {min_ndim} dimensions (N, ..., L), got shape {_shape(logits)}"
+        )
+    if _shape(logits)[0] == 0:
+        raise ValueError(f"{name}: expected a non-empty batch, got shape {_shape(logits)}")
+    if logits.shape[-1] < 1:
+        raise ValueError(f"{name}: expected at least one label on the last axis, got shape {_shape(logits)}")
+    if not bool(xp.all(xp.isfinite(logits))):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return xp
+
+
+def check_labels(labels: Any, num_classes: int, name: str = "labels", allow_ignored: bool = True) -> None:
+    """Integer labels in [0, num_classes), plus the ignore values 254/255 when allowed."""
+    xp = array_namespace(labels)
+    if not xp.isdtype(labels.dtype, "integral"):
+        raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}")
+    valid = (labels >= 0) & (labels < num_classes)
+    if allow_ignored:
+        for value in IGNORED_LABELS:
+            valid = valid | (labels == value)
+    if not bool(xp.all(valid)):
+        bad = labels[~valid]
+        allowed = f"[0, {num_classes})" + (" or 254/255" if allow_ignored else "")
+        raise ValueError(f"{name}: expected labels in {allowed}, got {int(bad[0])}")
+
+
+def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
+    if _shape(a) != _shape(b):
+        raise ValueError(f"{name_b}: expected shape {_shape(a)} to match {name_a}, got {_shape(b)}")
+
+
+def check_positive(value: Any, name: str, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    ok = value >= 0 if allow_zero else value > 0
+    if not math.isfinite(value) or not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected a finite number {bound}, got {value}")
+    return value
+
+
+def check_int(value: Any, name: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return value
+
+
+def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
+    return value
+
+
+def is_host(x: Any) -> bool:
+    return is_numpy_array(x)

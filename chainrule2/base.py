@@ -1,0 +1,217 @@
+"""Protocols and small immutable types shared by every part of chainrule2.
+
+Layout convention: model outputs ("logits") are ``(N, ..., L)``, class axis last; labels
+are integer arrays ``(N, ...)``; soft targets are ``(N, ..., L)`` floating arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
+
+
+class Batch(NamedTuple):
+    """One batch of training data as the core sees it.
+
+    Attributes
+    ----------
+    inputs : any
+        What the model consumes (a numpy array, a torch tensor, ...).
+    seeds : array (N, ...) of int
+        Partial labels: a class id in ``[0, L)`` where known, 255 (unlabeled) or
+        254 (padding) elsewhere.
+    images : array (N, ..., C) or None
+        Host (numpy) images for losses with contrast-sensitive terms.
+    ids : tuple of str or None
+        Stable item ids, so stage-A labels can be cached and warm-started per item.
+    """
+
+    inputs: Any
+    seeds: Any
+    images: Any = None
+    ids: tuple[str, ...] | None = None
+
+
+@runtime_checkable
+class Energy(Protocol):
+    """One stage-A problem (one item), immutable. ``value`` is exact, in float64."""
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of a solution (labels ``(...)`` or soft targets ``(..., L)``)."""
+
+    @property
+    def num_labels(self) -> int: ...
+
+    def value(self, solution: Any) -> float:
+        """The exact energy of ``solution`` (``inf`` where a hard constraint is violated)."""
+
+
+class SolverState(NamedTuple):
+    """State of a stage-A solver on one energy.
+
+    ``trace`` holds the energy after init and after every step, so ``trace[-1] == energy``.
+    """
+
+    solution: Any
+    energy: float
+    trace: tuple[float, ...]
+    iteration: int
+    converged: bool
+
+
+@runtime_checkable
+class Subproblem(Protocol):
+    """A stage-A solver. Pure: never mutates the energy or the initial solution.
+
+    ``monotone`` promises that ``step`` never raises the energy; the contract test in
+    :mod:`chainrule2.testing` holds a solver to that promise.
+    """
+
+    monotone: bool
+
+    def init(self, energy: Energy, initial: Any = None) -> SolverState: ...
+
+    def step(self, energy: Energy, state: SolverState) -> SolverState: ...
+
+    def max_steps(self) -> int:
+        """Upper bound on ``step`` calls made by :func:`run`."""
+
+    def energies(self, loss: Any, logits: Any, batch: Batch, trust_divergence: Any, trust_weight: float) -> list:
+        """Build this solver's stage-A problems (one per item) from the loss and the model output."""
+
+
+@runtime_checkable
+class Divergence(Protocol):
+    """Per-pixel d(target ‖ softmax(logits)), no reduction, differentiable in ``logits``.
+
+    ``target`` is integer labels ``(N, ...)`` (254/255 give 0) or soft targets ``(N, ..., L)``.
+    """
+
+    def __call__(self, target: Any, logits: Any) -> Any: ...
+
+    def label_costs(self, logits: Any) -> Any:
+        """``d(one_hot(k) ‖ softmax(logits))`` for every label k: shape ``(N, ..., L)``."""
+
+    def gradient(self, target: Any, logits: Any) -> Any:
+        """Analytic ``∂d/∂logits`` (for models without autograd), shape ``(N, ..., L)``."""
+
+
+class FitReport(NamedTuple):
+    """What a stage-B fit did: the objective before each step, the step count, seconds."""
+
+    losses: tuple[float, ...]
+    steps: int
+    seconds: float
+
+    @property
+    def loss(self) -> float:
+        return self.losses[-1] if self.losses else float("nan")
+
+
+@runtime_checkable
+class Loss(Protocol):
+    """A regularised loss on the model's probabilities S = softmax(logits), ``(N, ..., L)``.
+
+    A loss offers what the solvers need; a loss may offer only some of it (a solver that needs
+    a missing capability raises a ``TypeError`` that says so):
+
+    * ``value(probs, batch)``: per-item values ``(N,)`` of the relaxed (differentiable) loss,
+      written with the array API so torch autograd flows through it (gradient-descent baselines);
+    * ``gradient(probs, batch)``: analytic ``∂value/∂probs`` (for :class:`~chainrule2.solvers.GradientStep`);
+    * ``energy(unary, batch, index)``: the exact discrete stage-A energy of item ``index``, with
+      ``unary`` ``(..., L)`` (the trust-region term β·label_costs) added to the loss's own terms.
+    """
+
+    def value(self, probs: Any, batch: Batch) -> Any: ...
+
+    def gradient(self, probs: Any, batch: Batch) -> Any: ...
+
+    def energy(self, unary: Any, batch: Batch, index: int) -> Energy: ...
+
+
+@runtime_checkable
+class Fitter(Protocol):
+    """Stage B: moves the model toward the stage-A targets under d_B; owns its optimizer."""
+
+    def fit(self, model: Any, batch: Batch, targets: Any) -> FitReport: ...
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What the core needs of a model: logits ``(N, ..., L)`` as a host (numpy) array.
+
+    ``predict`` is side-effect free (eval mode, no gradient), as the stage-A unary must be.
+    """
+
+    def predict(self, inputs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Composite:
+    """L(θ) = loss(model(inputs)): the object the trust region optimises.
+
+    Parameters
+    ----------
+    loss : Loss
+        A regularised loss on the model's probabilities (see :class:`Loss`).
+    model : Model
+        Anything with ``predict(inputs) -> logits (N, ..., L)``.
+    """
+
+    loss: Any
+    model: Any
+
+    def __post_init__(self) -> None:
+        if not callable(getattr(self.model, "predict", None)):
+            raise TypeError(
+                f"model: expected an object with a predict(inputs) method, got {type(self.model).__name__}"
+            )
+
+    def value(self, batch: Batch) -> float:
+        """The loss of the current model on ``batch`` (the relaxed, differentiable form), summed over items."""
+        from chainrule2.divergences import softmax
+
+        return float(sum(self.loss.value(softmax(self.model.predict(batch.inputs)), batch)))
+
+
+class StageAReport(NamedTuple):
+    """Stage A on one batch: one energy trace per item; seconds for the model's prediction
+    (forward pass and the one device-to-host copy) and for the solver."""
+
+    traces: tuple[tuple[float, ...], ...]
+    predict_seconds: float
+    solve_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.predict_seconds + self.solve_seconds
+
+    @property
+    def energy(self) -> float:
+        """Sum over items of the final stage-A energy."""
+        return float(sum(trace[-1] for trace in self.traces))
+
+
+class Proposal(NamedTuple):
+    """Stage-A output: targets for stage B (labels ``(N, ...)`` or soft ``(N, ..., L)``) and a report."""
+
+    targets: Any
+    report: StageAReport
+
+
+class StepReport(NamedTuple):
+    """One outer trust-region step."""
+
+    stage_a: StageAReport
+    stage_b: FitReport
+    targets: Any
+
+
+def as_items(x: Sequence[Any] | None, n: int, name: str) -> list:
+    """Per-item list of optional values (``None`` -> ``[None] * n``)."""
+    if x is None:
+        return [None] * n
+    if len(x) != n:
+        raise ValueError(f"{name}: expected {n} items (one per batch item), got {len(x)}")
+    return list(x)

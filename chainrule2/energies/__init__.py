@@ -1,0 +1,6 @@
+"""Stage-A problems as immutable data (one per item); ``value`` is exact."""
+
+from chainrule2.energies.chain import ChainPotts
+from chainrule2.energies.linearized import LinearizedEnergy
+
+__all__ = ["ChainPotts", "LinearizedEnergy"]

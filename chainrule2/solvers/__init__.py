@@ -1,0 +1,7 @@
+"""Stage-A solvers. All follow the :class:`~chainrule2.base.Subproblem` contract."""
+
+from chainrule2.solvers.base import DiscreteSubproblem, run, solve_batch
+from chainrule2.solvers.chain import ChainViterbi
+from chainrule2.solvers.gradient_step import GradientStep
+
+__all__ = ["ChainViterbi", "DiscreteSubproblem", "GradientStep", "run", "solve_batch"]
