@@ -1,0 +1,158 @@
+"""The sample record every reader returns, the package's warning category and the data root."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from chainrule2.constants import PADDING, UNLABELED
+
+__all__ = ["DATA_ROOT_ENV", "DataWarning", "NoSeedsWarning", "Sample", "data_root"]
+
+#: Environment variable that overrides :func:`data_root`.
+DATA_ROOT_ENV = "CHAINRULE2_DATA"
+
+
+class DataWarning(UserWarning):
+    """Base category of every warning raised by :mod:`chainrule2_torch.data`."""
+
+
+class NoSeedsWarning(DataWarning):
+    """An item had no seed pixel and was skipped (it cannot contribute a partial cross-entropy)."""
+
+
+def data_root() -> Path:
+    """Where the shared real data sets live, for example scripts' ``--data`` default.
+
+    Resolution order: the environment variable ``CHAINRULE2_DATA`` if set; otherwise
+    ``<repository root>/../shared/data`` (the repository's sibling ``shared/data`` folder). The path is
+    returned whether or not it exists; readers raise an error naming it when it is missing.
+
+    Returns
+    -------
+    pathlib.Path
+        The data root (contains ``grabcut_scribbles/``, ``weizmann_horse/``, ...).
+    """
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser()
+    # adapters/chainrule2_torch/data/_sample.py -> parents[3] is the repository root
+    return Path(__file__).resolve().parents[3].parent / "shared" / "data"
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One image with its seeds and (optional) ground truth. Immutable: arrays are read-only views.
+
+    Parameters
+    ----------
+    id : str
+        Stable item id (file stem), used to cache stage-A labels per item.
+    image : ndarray (H, W, 3) uint8
+        RGB image.
+    seeds : ndarray (H, W) uint8
+        Partial labels: a class id in ``[0, num_classes)`` on seed pixels, 255 (unlabeled) elsewhere,
+        254 (padding) outside the image after augmentation.
+    mask : ndarray (H, W) uint8 or None
+        Ground truth for evaluation: class ids, 255 = ignored (void, boundary band), 254 = padding.
+    num_classes : int
+        Number of classes ``C`` (ignore values excluded).
+    class_names : tuple of str
+        ``C`` names, index = class id.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = Sample("a", np.zeros((4, 4, 3), np.uint8), np.full((4, 4), 255, np.uint8), None, 2, ("bg", "fg"))
+    >>> s.shape
+    (4, 4)
+    """
+
+    id: str
+    image: np.ndarray
+    seeds: np.ndarray
+    mask: np.ndarray | None
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        image = np.asarray(self.image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"image of {self.id!r}: expected (H, W, 3) uint8 RGB, got {image.shape} {image.dtype} "
+                "(use chainrule2_torch.data.to_rgb to convert grayscale/RGBA)"
+            )
+        if not isinstance(self.num_classes, (int, np.integer)) or self.num_classes < 1:
+            raise ValueError(f"num_classes of {self.id!r}: expected a positive int, got {self.num_classes!r}")
+        if self.num_classes > PADDING:
+            raise ValueError(f"num_classes of {self.id!r}: expected at most {PADDING}, got {self.num_classes}")
+        names = tuple(str(n) for n in self.class_names)
+        if len(names) != self.num_classes:
+            raise ValueError(f"class_names of {self.id!r}: expected {self.num_classes} names, got {len(names)}")
+        hw = image.shape[:2]
+        seeds = np.asarray(self.seeds)
+        if seeds.shape != hw:
+            raise ValueError(f"seeds of {self.id!r}: expected shape {hw} (the image's H, W), got {seeds.shape}")
+        seeds = _check_labels(seeds, self.num_classes, f"seeds of {self.id!r}")
+        mask = self.mask
+        if mask is not None:
+            mask = np.asarray(mask)
+            if mask.shape != hw:
+                raise ValueError(f"mask of {self.id!r}: expected shape {hw} (the image's H, W), got {mask.shape}")
+            mask = _check_labels(mask, self.num_classes, f"mask of {self.id!r}")
+            mask = _frozen(mask)
+        object.__setattr__(self, "image", _frozen(image))
+        object.__setattr__(self, "seeds", _frozen(seeds))
+        object.__setattr__(self, "mask", mask)
+        object.__setattr__(self, "num_classes", int(self.num_classes))
+        object.__setattr__(self, "class_names", names)
+        object.__setattr__(self, "id", str(self.id))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return self.image.shape[:2]  # type: ignore[return-value]
+
+    @property
+    def num_seeds(self) -> int:
+        """Number of seed pixels (labels < ``num_classes``)."""
+        return int(np.count_nonzero(self.seeds < self.num_classes))
+
+    def replace(self, **changes: object) -> Sample:
+        """A copy with some fields replaced (validated again)."""
+        fields = {k: getattr(self, k) for k in ("id", "image", "seeds", "mask", "num_classes", "class_names")}
+        fields.update(changes)
+        return Sample(**fields)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        h, w = self.shape
+        return (
+            f"Sample(id={self.id!r}, shape=({h}, {w}), num_classes={self.num_classes}, "
+            f"seeds={self.num_seeds} px, mask={'yes' if self.mask is not None else 'no'})"
+        )
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> np.ndarray:
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
+        raise ValueError(f"{name}: expected integer labels, got dtype {labels.dtype}")
+    if labels.size:
+        lo, hi = int(labels.min()), int(labels.max())
+        if lo < 0:
+            raise ValueError(f"{name}: expected labels >= 0, got minimum {lo}")
+        if hi >= num_classes:
+            bad = np.unique(labels[(labels >= num_classes) & (labels != UNLABELED) & (labels != PADDING)])
+            if bad.size:
+                raise ValueError(
+                    f"{name}: expected class ids in [0, {num_classes}) or {UNLABELED} (unlabeled/ignored) or "
+                    f"{PADDING} (padding), got {bad[:5].tolist()}"
+                )
+    return labels.astype(np.uint8, copy=False)
