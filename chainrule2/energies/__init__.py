@@ -1,6 +1,7 @@
 """Stage-A problems as immutable data (one per item); ``value`` is exact."""
 
 from chainrule2.energies.chain import ChainPotts
+from chainrule2.energies.grid import GridPotts, contrast_weights
 from chainrule2.energies.linearized import LinearizedEnergy
 
-__all__ = ["ChainPotts", "LinearizedEnergy"]
+__all__ = ["ChainPotts", "GridPotts", "LinearizedEnergy", "contrast_weights"]

@@ -1,5 +1,6 @@
 """Regularised losses: each builds its stage-A energies and offers a relaxed, differentiable form."""
 
 from chainrule2.losses.chain import ChainScribblePotts
+from chainrule2.losses.scribble import ScribblePotts
 
-__all__ = ["ChainScribblePotts"]
+__all__ = ["ChainScribblePotts", "ScribblePotts"]

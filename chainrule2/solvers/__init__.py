@@ -1,7 +1,8 @@
 """Stage-A solvers. All follow the :class:`~chainrule2.base.Subproblem` contract."""
 
+from chainrule2.solvers.alpha_expansion import AlphaExpansion
 from chainrule2.solvers.base import DiscreteSubproblem, run, solve_batch
 from chainrule2.solvers.chain import ChainViterbi
 from chainrule2.solvers.gradient_step import GradientStep
 
-__all__ = ["ChainViterbi", "DiscreteSubproblem", "GradientStep", "run", "solve_batch"]
+__all__ = ["AlphaExpansion", "ChainViterbi", "DiscreteSubproblem", "GradientStep", "run", "solve_batch"]
