@@ -140,12 +140,14 @@ class ScribblePotts:
 
     # --- stage A ---------------------------------------------------------------------------------
     def allowed_labels(self, seeds: Any, num_labels: int) -> tuple[int, ...] | None:
-        """The classes present in ``seeds`` if at least two are (and ``restrict_labels``), else None (all)."""
+        """The classes present in ``seeds`` if at least two (and not all) are and ``restrict_labels``, else None (all)."""
         if not self.restrict_labels:
             return None
         seeds = np.asarray(seeds)
         present = np.unique(seeds[(seeds >= 0) & (seeds < num_labels)])
-        return tuple(int(c) for c in present) if present.size >= 2 else None
+        if present.size < 2 or present.size == num_labels:
+            return None
+        return tuple(int(c) for c in present)
 
     def energy(self, unary: Any, batch: Batch, index: int) -> GridPotts:
         """The stage-A :class:`GridPotts` of item ``index``: ``unary`` ``(H, W, L)`` (β·label_costs) plus the Potts term."""

@@ -33,6 +33,13 @@ def check_grid_energy(energy: Any, solver: str) -> GridPotts:
     return energy
 
 
+def check_capacities(capacity: np.ndarray, name: str) -> np.ndarray:
+    """Guard against PyMaxflow's silent failure: a negative or non-finite capacity gives a wrong flow without error."""
+    if not np.all(np.isfinite(capacity)) or (capacity.size and capacity.min() < 0):
+        raise FloatingPointError(f"{name}: max-flow capacities must be finite and >= 0 (got min {capacity.min()!r})")
+    return capacity
+
+
 def _structure(offset: tuple[int, int]) -> np.ndarray:
     s = np.zeros((3, 3), dtype=np.float64)
     s[1 + offset[0], 1 + offset[1]] = 1.0
@@ -72,16 +79,14 @@ def expansion_move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: A
         t[dst] -= e10
         cap = np.zeros((h, w), dtype=np.float64)
         cap[src] = c * (na_p.astype(np.int8) + na_q.astype(np.int8) - ne.astype(np.int8))
-        graph.add_grid_edges(ids, weights=cap, structure=_structure(offset), symmetric=False)
+        graph.add_grid_edges(ids, weights=check_capacities(cap, "edge capacity"), structure=_structure(offset), symmetric=False)
     clamped = energy.clamped
     if clamped.any():
         # a clamped pixel with seed != alpha must keep its label: a switching cost no cut can afford
         big = 1.0 + 2.0 * (np.abs(t).sum() + 2.0 * costs.sum())
         t[clamped & not_alpha] = big
-    source = np.maximum(t, 0.0)
-    sink = np.maximum(-t, 0.0)
-    if not (np.isfinite(source).all() and np.isfinite(sink).all()):  # PyMaxflow would give a wrong flow silently
-        raise FloatingPointError("expansion_move: non-finite capacity in the max-flow graph")
+    source = check_capacities(np.maximum(t, 0.0), "source capacity")
+    sink = check_capacities(np.maximum(-t, 0.0), "sink capacity")
     graph.add_grid_tedges(ids, source, sink)
     graph.maxflow()
     switch = graph.get_grid_segments(ids)  # True = sink side = y = 1 = take alpha
@@ -103,8 +108,10 @@ class AlphaExpansion(DiscreteSubproblem):
     ----------
     max_sweeps : int
         Upper bound on sweeps (the paper: 5).
-    label_order : {"fixed", "random"}
-        Sweep labels in increasing id order, or in a fresh random order per sweep drawn from ``seed``.
+    label_order : {"fixed", "random"} or tuple of int
+        Sweep the allowed labels in increasing id order, in a fresh random order per sweep drawn
+        from ``seed``, or in the given order (labels not allowed by the energy are skipped;
+        allowed labels missing from the tuple are never expanded).
     seed : int or None
         Seed of the label-order generator (``numpy.random.default_rng(seed + sweep)``); only used with "random".
     tolerance : float
@@ -125,7 +132,7 @@ class AlphaExpansion(DiscreteSubproblem):
     """
 
     max_sweeps: int = 5
-    label_order: str = "fixed"
+    label_order: str | tuple[int, ...] = "fixed"
     seed: int | None = None
     tolerance: float = 0.0
 
@@ -133,7 +140,12 @@ class AlphaExpansion(DiscreteSubproblem):
 
     def __post_init__(self) -> None:
         check_int(self.max_sweeps, "max_sweeps", minimum=1)
-        check_choice(self.label_order, "label_order", ("fixed", "random"))
+        if isinstance(self.label_order, (tuple, list)):
+            if not all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in self.label_order):
+                raise TypeError(f"label_order: expected a tuple of int labels, got {self.label_order!r}")
+            object.__setattr__(self, "label_order", tuple(int(a) for a in self.label_order))
+        else:
+            check_choice(self.label_order, "label_order", ("fixed", "random"))
         if self.seed is not None:
             check_int(self.seed, "seed", minimum=0)
         if not (isinstance(self.tolerance, (int, float)) and 0 <= self.tolerance < 1):
@@ -154,6 +166,9 @@ class AlphaExpansion(DiscreteSubproblem):
 
     def _order(self, energy: GridPotts, sweep: int) -> list[int]:
         labels = list(energy.labels)
+        if isinstance(self.label_order, tuple):
+            allowed = set(labels)
+            return [a for a in self.label_order if a in allowed]
         if self.label_order == "random":
             rng = np.random.default_rng(None if self.seed is None else self.seed + sweep)
             labels = [labels[i] for i in rng.permutation(len(labels))]

@@ -1,0 +1,192 @@
+"""AlphaExpansion: known solutions, warm start, early stop, PyMaxflow pitfalls, bad input."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+maxflow = pytest.importorskip("maxflow")
+
+from chainrule2.base import Batch  # noqa: E402
+from chainrule2.constants import UNLABELED  # noqa: E402
+from chainrule2.divergences import CrossEntropy  # noqa: E402
+from chainrule2.energies.grid import N4_OFFSETS, GridPotts, contrast_weights  # noqa: E402
+from chainrule2.losses.scribble import ScribblePotts  # noqa: E402
+from chainrule2.solvers import AlphaExpansion, run  # noqa: E402
+from chainrule2.solvers.alpha_expansion import check_capacities, expansion_move  # noqa: E402
+from chainrule2.testing.grid_strategies import brute_force  # noqa: E402
+
+
+def _noisy_energy(h=12, w=14, num_labels=3, potts_weight=1.0, seed=0, **kwargs):
+    rng = np.random.default_rng(seed)
+    truth = (np.arange(w)[None, :] * num_labels // w).repeat(h, 0)
+    unary = rng.random((h, w, num_labels)) * 2.0
+    unary[np.arange(h)[:, None], np.arange(w)[None, :], truth] -= 1.0
+    unary -= unary.min()
+    image = truth[..., None] * 50.0
+    return GridPotts(unary, contrast_weights(image), potts_weight=potts_weight, **kwargs), truth
+
+
+# --- PyMaxflow behaviour we rely on or guard against ---------------------------------------------
+def test_get_grid_segments_is_true_on_the_sink_side():
+    g = maxflow.GraphFloat()
+    ids = g.add_grid_nodes((1, 2))
+    # node 0 tied to the source, node 1 to the sink
+    g.add_grid_tedges(ids, np.array([[5.0, 0.0]]), np.array([[0.0, 5.0]]))
+    g.maxflow()
+    assert g.get_grid_segments(ids).tolist() == [[False, True]]
+
+
+def test_graph_int_truncates_fractional_capacities_so_we_use_graph_float():
+    def cut(graph_type):
+        g = graph_type()
+        ids = g.add_grid_nodes((1, 1))
+        g.add_grid_tedges(ids, np.array([[0.6]]), np.array([[0.4]]))
+        return g.maxflow()
+
+    assert cut(maxflow.GraphInt) == 0  # 0.6 and 0.4 both truncated to 0: a wrong answer, no error
+    assert cut(maxflow.GraphFloat) == pytest.approx(0.4)
+
+
+def test_negative_capacity_is_refused():
+    with pytest.raises(FloatingPointError, match="finite and >= 0"):
+        check_capacities(np.array([1.0, -1e-12]), "edge capacity")
+    with pytest.raises(FloatingPointError):
+        check_capacities(np.array([np.inf]), "sink capacity")
+
+
+def test_expansion_move_builds_non_negative_capacities(monkeypatch):
+    seen = []
+    real = check_capacities
+
+    def spy(capacity, name):
+        seen.append(float(capacity.min()))
+        return real(capacity, name)
+
+    monkeypatch.setattr("chainrule2.solvers.alpha_expansion.check_capacities", spy)
+    energy, _ = _noisy_energy()
+    labels = energy.unary_argmin()
+    for alpha in range(3):
+        expansion_move(energy, labels, alpha)
+    assert seen and min(seen) >= 0.0
+
+
+def test_expansion_move_is_the_optimal_binary_move():
+    energy, _ = _noisy_energy(h=2, w=4, num_labels=3, seed=5)
+    labels = np.array([[0, 1, 2, 0], [2, 2, 1, 0]])
+    moved = expansion_move(energy, labels, 1)
+    best = min(
+        energy.value(np.where(np.array(m).reshape(2, 4), 1, labels))
+        for m in np.ndindex(*(2,) * 8)
+    )
+    assert energy.value(moved) == pytest.approx(best, rel=1e-12)
+    assert labels.tolist() == [[0, 1, 2, 0], [2, 2, 1, 0]]  # not mutated
+
+
+# --- solver behaviour ---------------------------------------------------------------------------
+def test_recovers_piecewise_constant_truth():
+    energy, truth = _noisy_energy(potts_weight=2.0)
+    state = run(AlphaExpansion(), energy)
+    np.testing.assert_array_equal(state.solution, truth)
+    assert state.energy == energy.value(state.solution)
+    assert all(b <= a for a, b in zip(state.trace, state.trace[1:], strict=False))
+
+
+def test_binary_is_exact_on_3x4():
+    energy, _ = _noisy_energy(h=3, w=4, num_labels=2, potts_weight=0.7, seed=3)
+    _, best = brute_force(energy)
+    assert run(AlphaExpansion(), energy).energy == pytest.approx(best, rel=1e-12)
+
+
+def test_early_stop_when_a_sweep_does_not_lower_the_energy():
+    energy, _ = _noisy_energy(potts_weight=2.0)
+    state = run(AlphaExpansion(max_sweeps=50), energy)
+    assert state.converged
+    assert state.iteration < 50
+    assert state.trace[-1] == state.trace[-2]
+
+
+def test_warm_start_from_the_solution_converges_in_one_sweep():
+    energy, _ = _noisy_energy()
+    solver = AlphaExpansion()
+    first = run(solver, energy)
+    again = run(solver, energy, first.solution)
+    assert again.iteration == 1 and again.energy == first.energy
+    np.testing.assert_array_equal(again.solution, first.solution)
+
+
+def test_seeds_are_clamped_even_against_the_unary():
+    energy, truth = _noisy_energy()
+    seeds = np.full(truth.shape, UNLABELED)
+    seeds[0, 0] = 2  # truth there is 0
+    clamped = GridPotts(energy.unary, energy.weights, potts_weight=1.0, seeds=seeds)
+    state = run(AlphaExpansion(), clamped, truth)
+    assert state.solution[0, 0] == 2 and np.isfinite(state.energy)
+
+
+def test_allowed_labels_only():
+    energy, _ = _noisy_energy(num_labels=3)
+    restricted = GridPotts(energy.unary, energy.weights, potts_weight=1.0, allowed_labels=(0, 2))
+    state = run(AlphaExpansion(), restricted, np.ones(energy.shape, int))
+    assert set(np.unique(state.solution)) <= {0, 2}
+
+
+def test_random_order_and_explicit_order():
+    energy, _ = _noisy_energy(num_labels=4)
+    a = run(AlphaExpansion(label_order="random", seed=7), energy)
+    b = run(AlphaExpansion(label_order="random", seed=7), energy)
+    np.testing.assert_array_equal(a.solution, b.solution)
+    c = run(AlphaExpansion(label_order=(3, 2, 1, 0)), energy)
+    assert np.isfinite(c.energy)
+
+
+def test_single_label_is_trivially_converged():
+    energy = GridPotts(np.ones((2, 2, 1)), np.ones((4, 2, 2)))
+    state = run(AlphaExpansion(), energy)
+    assert state.converged and state.solution.tolist() == [[0, 0], [0, 0]]
+
+
+def test_through_the_loss_and_the_mixin():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (2, 6, 7, 3)).astype(np.uint8)
+    seeds = np.full((2, 6, 7), UNLABELED)
+    seeds[:, 0, 0], seeds[:, -1, -1] = 0, 3
+    logits = rng.normal(size=(2, 6, 7, 4))
+    solver = AlphaExpansion()
+    energies = solver.energies(ScribblePotts(potts_weight=100.0), logits, Batch(logits, seeds, images), CrossEntropy(), 0.05)
+    assert len(energies) == 2 and energies[0].allowed_labels == (0, 3)
+    for e in energies:
+        state = run(solver, e)
+        assert set(np.unique(state.solution)) <= {0, 3}
+        assert state.solution[0, 0] == 0 and state.solution[-1, -1] == 3
+
+
+def test_solver_rejects_other_energies():
+    with pytest.raises(TypeError, match="energy: AlphaExpansion solves a GridPotts energy"):
+        AlphaExpansion().init(object())
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="max_sweeps"):
+        AlphaExpansion(max_sweeps=0)
+    with pytest.raises(ValueError, match="label_order"):
+        AlphaExpansion(label_order="sorted")
+    with pytest.raises(ValueError, match="tolerance"):
+        AlphaExpansion(tolerance=-1.0)
+
+
+def test_bad_initial():
+    energy, _ = _noisy_energy()
+    with pytest.raises(ValueError, match=r"initial: expected labels of shape \(12, 14\)"):
+        AlphaExpansion().init(energy, np.zeros((3, 3), int))
+    with pytest.raises(ValueError, match=r"initial: expected labels in \[0, 3\)"):
+        AlphaExpansion().init(energy, np.full((12, 14), 3))
+
+
+def test_missing_pymaxflow_names_the_pip_package(monkeypatch):
+    monkeypatch.setitem(sys.modules, "maxflow", None)
+    energy = GridPotts(np.ones((2, 2, 2)), np.ones((2, 2, 2)), offsets=N4_OFFSETS)
+    with pytest.raises(ImportError, match="pip install PyMaxflow"):
+        AlphaExpansion().init(energy)
