@@ -80,7 +80,9 @@ def read_labels(path: str | Path) -> np.ndarray:
     """Read a label map (class index per pixel) as ``(H, W)`` uint8.
 
     Accepts single-channel (``L``) and palette (``P``) PNGs; palette files are read by *index*,
-    never by colour. An RGB file is refused (colour-coded labels need a colour table).
+    never by colour. An RGB file whose three channels are equal is read as gray (one GrabCut
+    ground-truth file is stored so); other RGB files are refused (colour-coded labels need a
+    colour table).
 
     Raises
     ------
@@ -91,6 +93,10 @@ def read_labels(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     im = _open(path, "labels")
+    if im.mode in ("RGB", "RGBA"):
+        rgb = np.asarray(im)[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            return np.ascontiguousarray(rgb[..., 0])  # a gray label map saved as RGB (one GrabCut mask is)
     if im.mode not in ("L", "P", "1", "I", "I;16"):
         raise ValueError(
             f"labels: expected a single-channel (L) or palette (P) label image, got mode {im.mode} in {path}"

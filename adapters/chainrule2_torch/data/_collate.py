@@ -1,0 +1,124 @@
+"""Collation of samples into a :class:`chainrule2.base.Batch` and a torch ``Dataset`` wrapper."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from chainrule2.base import Batch
+
+from ._sample import Sample
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SampleDataset", "collate", "normalize"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  #: per-channel mean of images scaled to [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)  #: per-channel std of images scaled to [0, 1]
+
+
+def normalize(
+    images: np.ndarray,
+    device: str | torch.device = "cpu",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """``(N, H, W, 3)`` uint8/float 0..255 images -> normalised float32 tensor ``(N, 3, H, W)`` on ``device``:
+    ``(image / 255 - mean) / std``."""
+    x = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float32).to(device)
+    x = x.permute(0, 3, 1, 2) / 255.0
+    m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    return ((x - m) / s).contiguous()
+
+
+def collate(
+    samples: Sequence[Sample],
+    device: str | torch.device = "cpu",
+    *,
+    seeds_as: str = "tensor",
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Batch:
+    """Stack samples of one size into a :class:`~chainrule2.base.Batch`.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+        Non-empty, all of the same ``(H, W)`` (crop or resize first).
+    device : str or torch.device
+        Where ``inputs`` (and tensor seeds) go.
+    seeds_as : {"tensor", "numpy"}
+        ``"tensor"``: int64 tensor on ``device``; ``"numpy"``: int64 host array.
+    mean, std : 3 floats
+        Normalisation of images scaled to [0, 1] (ImageNet statistics by default).
+
+    Returns
+    -------
+    Batch
+        ``inputs``: float32 tensor ``(N, 3, H, W)``, normalised; ``seeds``: int64 ``(N, H, W)``
+        (255 unlabeled, 254 padding); ``images``: float64 numpy ``(N, H, W, 3)`` in 0..255 (host
+        copies for contrast-sensitive weights); ``ids``: tuple of str.
+
+    Examples
+    --------
+    >>> from chainrule2_torch.data import make_demo_dataset
+    >>> batch = collate(make_demo_dataset(2)[:2])
+    >>> tuple(batch.inputs.shape), batch.images.shape
+    ((2, 3, 96, 96), (2, 96, 96, 3))
+    """
+    samples = list(samples)
+    if not samples:
+        raise ValueError("samples: expected at least one sample, got an empty sequence")
+    shapes = {s.shape for s in samples}
+    if len(shapes) != 1:
+        raise ValueError(
+            f"samples: expected one (H, W) for the whole batch, got {sorted(shapes)} (resize or crop first)"
+        )
+    if seeds_as not in ("tensor", "numpy"):
+        raise ValueError(f"seeds_as: expected 'tensor' or 'numpy', got {seeds_as!r}")
+    images = np.stack([s.image for s in samples])
+    seeds = np.stack([s.seeds for s in samples]).astype(np.int64)
+    inputs = normalize(images, device, mean, std)
+    seeds_out = torch.from_numpy(seeds).to(inputs.device) if seeds_as == "tensor" else seeds
+    return Batch(inputs=inputs, seeds=seeds_out, images=images.astype(np.float64), ids=tuple(s.id for s in samples))
+
+
+class SampleDataset(torch.utils.data.Dataset):
+    """A torch ``Dataset`` over samples, with an optional per-item transform.
+
+    Parameters
+    ----------
+    samples : sequence of Sample
+    transform : callable (Sample, numpy.random.Generator) -> Sample, optional
+        E.g. ``lambda s, rng: Augmentation((64, 64))(s, rng)[0]``.
+    seed : int
+        The transform's rng for item ``i`` at epoch ``e`` is ``default_rng([seed, e, i])``:
+        reproducible and independent of worker scheduling. Call :meth:`set_epoch` every epoch.
+
+    Use with ``DataLoader(dataset, batch_size=..., collate_fn=collate)``.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[Sample],
+        transform: Callable[[Sample, np.random.Generator], Sample] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random stream of the transform for this epoch."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        sample = self.samples[index]
+        if self.transform is None:
+            return sample
+        return self.transform(sample, np.random.default_rng([self.seed, self.epoch, int(index)]))
