@@ -49,8 +49,8 @@ def _open(path: Path, what: str) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"{what}: file not found: {path}")
     try:
-        im = Image.open(path)
-        im.load()
+        with Image.open(path) as im:
+            im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ValueError(f"{what}: could not read {path} (corrupt or not an image): {exc}") from exc
     return im

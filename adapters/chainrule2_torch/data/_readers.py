@@ -223,7 +223,7 @@ def read_folder(
     root: str | Path,
     split: str = "all",
     *,
-    num_classes: int,
+    num_classes: int | None = None,
     class_names: Sequence[str] | None = None,
     size: int | Size | None = None,
     supervision: str = "auto",
@@ -249,11 +249,13 @@ def read_folder(
     root : path
         The folder.
     split : {"train", "val", "test", "all"}
-    num_classes : int
+    num_classes : int, optional
         Number of classes; label values ``>= num_classes`` other than 254/255 are errors unless
-        listed in ``mask_ignore`` (mapped to 255).
+        listed in ``mask_ignore`` (mapped to 255). Default: ``len(class_names)``, else the lines of
+        ``root/classes.txt`` (one name per line), else 1 + the largest class id found in the
+        masks (or seeds).
     class_names : sequence of str, optional
-        Defaults to ``"class0", "class1", ...``.
+        Defaults to ``root/classes.txt`` or ``"class0", "class1", ...``.
     size : int or (H, W), optional
         Resize (int = longer side).
     supervision : {"auto", "real", "scribbles", "clicks", "none"}
@@ -278,6 +280,23 @@ def read_folder(
     stems = sorted(p.stem for p in images.iterdir() if p.suffix.lower() in _IMAGE_EXTS)
     if not stems:
         raise ValueError(f"root: no images ({', '.join(_IMAGE_EXTS)}) in folder {images}")
+    ignore = np.asarray(list(mask_ignore), dtype=np.int64)
+    if class_names is None and (root / "classes.txt").is_file():
+        class_names = [n.strip() for n in (root / "classes.txt").read_text().splitlines() if n.strip()]
+    if num_classes is None and class_names is not None:
+        num_classes = len(class_names)
+    if num_classes is None:
+        label_dir = masks_dir if masks_dir.is_dir() else seeds_dir
+        if not label_dir.is_dir():
+            raise ValueError(f"num_classes: not given, and {root} has no masks/ or seeds/ to infer it from")
+        top = -1
+        for p in sorted(label_dir.glob("*.png")):
+            a = read_labels(p)
+            a = a[~np.isin(a, np.concatenate([ignore, [254, 255]]))]
+            top = max(top, int(a.max()) if a.size else -1)
+        if top < 0:
+            raise ValueError(f"num_classes: not given, and no class id found in {label_dir}")
+        num_classes = top + 1
     names = tuple(class_names) if class_names is not None else tuple(f"class{k}" for k in range(num_classes))
     if split == "all":
         ids: Sequence[str] = stems
@@ -285,7 +304,6 @@ def read_folder(
         listed = [root / f"{split}.txt", root / "splits" / f"{split}.txt"]
         found = next((p for p in listed if p.is_file()), None)
         ids = _read_list(found) if found is not None else split_ids(stems, fractions, seed)[split]
-    ignore = np.asarray(list(mask_ignore), dtype=np.int64)
 
     def load(i: str) -> Sample | None:
         image = read_image(_find_image(images, i))
