@@ -43,7 +43,10 @@ def colorize(labels: np.ndarray, palette: np.ndarray | None = None) -> np.ndarra
 def _seed_overlay(image: np.ndarray, seeds: np.ndarray, pal: np.ndarray, num_classes: int | None) -> np.ndarray:
     out = (image.astype(np.float64) * 0.4).astype(np.uint8)
     lab = seeds < (num_classes if num_classes is not None else PADDING)
-    out[lab] = pal[seeds[lab].astype(np.int64)]
+    colours = pal.copy()
+    dark = colours.astype(np.int64).sum(axis=1) < 60
+    colours[dark] = (255, 255, 255)  # VOC's black background class: white strokes on the dimmed image
+    out[lab] = colours[seeds[lab].astype(np.int64)]
     return out
 
 
@@ -62,7 +65,8 @@ def write_panel(
 ) -> Path:
     """Write a PNG panel: image | seeds (on the dimmed image) | stage-A labels | prediction | truth.
 
-    Missing (``None``) tiles are left out. Labels use ``palette`` (VOC colours by default; 255 is
+    Missing (``None``) tiles are left out. Seeds are drawn on the dimmed image (near-black
+    palette colours, e.g. VOC's background, as white). Labels use ``palette`` (VOC colours by default; 255 is
     VOC's beige void colour, 254 black). Each tile gets its title underneath.
 
     Parameters
