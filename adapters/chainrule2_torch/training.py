@@ -321,14 +321,16 @@ def _collate(samples: Sequence[Any], pseudo: Sequence[np.ndarray | None]) -> tup
 
 
 def _usable(samples: Sequence[Any], method: str) -> list[Any]:
+    from chainrule2_torch.data import NoSeedsWarning
+
     out = []
     for s in samples:
         if method == "full":
             if s.mask is None:
-                warnings.warn(f"item {s.id!r} has no mask: skipped for full supervision", stacklevel=3)
+                warnings.warn(f"item {s.id!r} has no mask: skipped for full supervision", NoSeedsWarning, stacklevel=3)
                 continue
         elif not np.any(np.asarray(s.seeds) < s.num_classes):
-            warnings.warn(f"item {s.id!r} has no seed pixel: skipped for training", stacklevel=3)
+            warnings.warn(f"item {s.id!r} has no seed pixel: skipped for training", NoSeedsWarning, stacklevel=3)
             continue
         out.append(s)
     return out

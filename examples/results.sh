@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Reproduces the rows of docs/results.md (CPU). Usage: bash examples/results.sh <row> [methods...]
+# rows: horse_full horse_30 horse_clicks grabcut_real camvid
+set -euo pipefail
+row=$1; shift
+methods=${*:-pce grid-tr grid-gd adm full}
+common="--size 96 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --seed 0 --data-seed 0 --no-progress"
+case $row in
+  horse_full)   data="--dataset weizmann_horse --length 1.0" ;;
+  horse_30)     data="--dataset weizmann_horse --length 0.3" ;;
+  horse_clicks) data="--dataset weizmann_horse --supervision clicks" ;;
+  grabcut_real) data="--dataset grabcut --supervision real" ;;
+  camvid)       data="--dataset camvid --limit 120 --eval-limit 60" ;;
+  *) echo "unknown row $row"; exit 2 ;;
+esac
+for m in $methods; do
+  python examples/segmentation_scribbles.py $data $common --method "$m" \
+    --out "runs/results/$row/$m" --warmup-checkpoint "runs/results/$row/warmup.pt"
+done
