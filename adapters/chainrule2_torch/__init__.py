@@ -2,12 +2,30 @@
 
 * :class:`TorchModel`: a ``torch.nn.Module`` as a chainrule2 Model (NCHW -> NHWC once; eval-mode,
   no-grad ``predict`` for the stage-A unary; ``logits`` with autograd for stage B).
-* :class:`OptimizerFitter`: stage B with any ``torch.optim`` optimizer and scheduler.
-* :class:`LearnedErrorRobustCE`: robust cross-entropy with a learned ε.
+* :class:`OptimizerFitter`: stage B with any ``torch.optim`` optimizer and scheduler, k steps.
+* :class:`LearnedErrorRobustCE`: robust cross-entropy with a learned ε (ε = sigmoid(u)·(C−1)/C).
+* :class:`PartialCrossEntropy`, :class:`RelaxedPottsObjective`: the gradient-descent baselines
+  (PCE-GD, Grid-GD with exactly the stage-A weights).
 * :mod:`chainrule2_torch.networks`: a small U-Net and DeepLabV3+ (MobileNetV2), plain torch.
+* :mod:`chainrule2_torch.training`: the scribble-supervision training loop (:func:`train`).
+* :mod:`chainrule2_torch.data`: readers, seed synthesis, augmentation, metrics, panels.
 """
 
 from chainrule2_torch.fitters import LearnedErrorRobustCE, OptimizerFitter
 from chainrule2_torch.model import TorchModel, resolve_device
+from chainrule2_torch.objectives import FullCrossEntropy, PartialCrossEntropy, RelaxedPottsObjective
+from chainrule2_torch.training import METHODS, TrainConfig, evaluate, train
 
-__all__ = ["LearnedErrorRobustCE", "OptimizerFitter", "TorchModel", "resolve_device"]
+__all__ = [
+    "METHODS",
+    "FullCrossEntropy",
+    "LearnedErrorRobustCE",
+    "OptimizerFitter",
+    "PartialCrossEntropy",
+    "RelaxedPottsObjective",
+    "TorchModel",
+    "TrainConfig",
+    "evaluate",
+    "resolve_device",
+    "train",
+]
