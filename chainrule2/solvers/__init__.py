@@ -4,5 +4,7 @@ from chainrule2.solvers.alpha_expansion import AlphaExpansion
 from chainrule2.solvers.base import DiscreteSubproblem, run, solve_batch
 from chainrule2.solvers.chain import ChainViterbi
 from chainrule2.solvers.gradient_step import GradientStep
+from chainrule2.solvers.icm import ICM
+from chainrule2.solvers.parallel import ProcessBatchSolver, ThreadBatchSolver
 
-__all__ = ["AlphaExpansion", "ChainViterbi", "DiscreteSubproblem", "GradientStep", "run", "solve_batch"]
+__all__ = ["AlphaExpansion", "ChainViterbi", "DiscreteSubproblem", "GradientStep", "ICM", "ProcessBatchSolver", "ThreadBatchSolver", "run", "solve_batch"]

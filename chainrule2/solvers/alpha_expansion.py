@@ -47,13 +47,34 @@ def _structure(offset: tuple[int, int]) -> np.ndarray:
 
 
 def expansion_move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None) -> np.ndarray:
-    """The optimal α-expansion of ``labels``: one max-flow on the grid (Boykov et al. 2001, Kolmogorov & Zabih 2004).
+    """The optimal α-expansion of ``labels`` (see :func:`expansion_graph`); ``labels`` is not modified."""
+    return _move(energy, labels, alpha, maxflow)[0]
+
+
+def _move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any) -> tuple[np.ndarray, int, float]:
+    """(new labels, number of changed pixels, energy change predicted by the flow)."""
+    graph, ids, keep_cost = expansion_graph(energy, labels, alpha, maxflow, return_keep_cost=True)
+    flow = graph.maxflow()
+    switch = graph.get_grid_segments(ids)  # True = sink side = y = 1 = take alpha
+    switch &= labels != alpha
+    new = labels.copy()
+    new[switch] = alpha
+    # the cut of "keep everything" is keep_cost; the min cut is the flow: ΔE = flow − keep_cost
+    return new, int(switch.sum()), float(flow) - keep_cost
+
+
+def expansion_graph(
+    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None, return_keep_cost: bool = False
+) -> tuple[Any, ...]:
+    """The max-flow graph of the α-expansion move of ``labels`` (a PyMaxflow ``GraphFloat`` and its node ids).
+
+    The optimal α-expansion of ``labels``: one max-flow on the grid (Boykov et al. 2001, Kolmogorov & Zabih 2004).
 
     Binary variable y_p = 1 means "switch to α". Each pair's Potts term E(y_p, y_q) with
     E00 = c[a_p≠a_q], E01 = c[a_p≠α], E10 = c[α≠a_q], E11 = 0 is written as
     E00 + (E10 − E00)·y_p − E10·y_q + K·(1 − y_p)·y_q with K = c([a_p≠α] + [a_q≠α] − [a_p≠a_q]) >= 0
     (integer multipliers of c, so K is exactly non-negative). A node on the sink side
-    (``get_grid_segments`` True) has y = 1. Returns a new labelling; ``labels`` is not modified.
+    (``get_grid_segments`` True) has y = 1.
     """
     if maxflow is None:
         maxflow = import_maxflow()
@@ -88,11 +109,9 @@ def expansion_move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: A
     source = check_capacities(np.maximum(t, 0.0), "source capacity")
     sink = check_capacities(np.maximum(-t, 0.0), "sink capacity")
     graph.add_grid_tedges(ids, source, sink)
-    graph.maxflow()
-    switch = graph.get_grid_segments(ids)  # True = sink side = y = 1 = take alpha
-    new = labels.copy()
-    new[switch] = alpha
-    return new
+    if return_keep_cost:
+        return graph, ids, float(sink.sum())
+    return graph, ids
 
 
 @dataclass(frozen=True)
@@ -180,13 +199,26 @@ class AlphaExpansion(DiscreteSubproblem):
         labels, current = state.solution, state.energy
         if len(energy.labels) < 2:
             return next_state(state, labels, current, converged=True)
-        start = current
+        start, start_labels = current, labels
+        # Each move is judged by the energy change the flow predicts (flow − cost of keeping every
+        # label); only changes inside its float-error band are re-evaluated exactly. The exact
+        # energy is computed once per sweep, and a sweep that would raise it is undone.
         for alpha in self._order(energy, state.iteration):
-            proposal = expansion_move(energy, labels, alpha, maxflow)
-            value = energy.value(proposal)
-            if value < current:
-                labels, current = proposal, value
-            elif value > current + 1e-9 * max(1.0, abs(current)):
-                logger.debug("alpha=%d: rejected a move that would raise the energy %r -> %r", alpha, current, value)
+            proposal, changed, delta = _move(energy, labels, alpha, maxflow)
+            if not changed:
+                continue
+            band = 1e-9 * max(1.0, abs(current))
+            if delta < -band:
+                labels, current = proposal, current + delta
+            elif delta <= band:
+                exact_now, exact_new = energy.value(labels), energy.value(proposal)
+                if exact_new < exact_now:
+                    labels, current = proposal, exact_new
+                else:
+                    current = exact_now
+        current = energy.value(labels)
+        if current > start:  # float error beyond the band: never report a higher energy
+            logger.debug("sweep rejected: the energy would rise %r -> %r", start, current)
+            labels, current = start_labels, start
         converged = not (current < start - self.tolerance * max(1.0, abs(start)))
         return next_state(state, labels, current, converged)

@@ -190,3 +190,37 @@ def test_missing_pymaxflow_names_the_pip_package(monkeypatch):
     energy = GridPotts(np.ones((2, 2, 2)), np.ones((2, 2, 2)), offsets=N4_OFFSETS)
     with pytest.raises(ImportError, match="pip install PyMaxflow"):
         AlphaExpansion().init(energy)
+
+
+# --- ICM and batch solvers ----------------------------------------------------------------------
+def test_icm_is_monotone_and_no_better_than_expansion():
+    from chainrule2.solvers import ICM
+
+    energy, _ = _noisy_energy(potts_weight=1.5)
+    icm = run(ICM(), energy)
+    assert all(b <= a for a, b in zip(icm.trace, icm.trace[1:], strict=False))
+    assert icm.energy == energy.value(icm.solution)
+    assert run(AlphaExpansion(), energy).energy <= icm.energy
+
+
+@pytest.mark.parametrize("kind", ["process", "thread"])
+def test_batch_solvers_match_serial(kind):
+    from chainrule2.solvers import ProcessBatchSolver, ThreadBatchSolver, solve_batch
+
+    energies = [_noisy_energy(seed=s)[0] for s in range(3)]
+    initials = [None, energies[1].unary_argmin(), None]
+    serial = solve_batch(AlphaExpansion(), energies, initials)
+    batch_solver = ProcessBatchSolver(workers=2) if kind == "process" else ThreadBatchSolver(workers=2)
+    parallel = batch_solver(AlphaExpansion(), energies, initials)
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(a.solution, b.solution)
+        assert a.trace == b.trace
+
+
+def test_batch_solver_bad_input():
+    from chainrule2.solvers import ProcessBatchSolver
+
+    with pytest.raises(ValueError, match="workers"):
+        ProcessBatchSolver(workers=0)
+    with pytest.raises(ValueError, match="initials: expected 1 items"):
+        ProcessBatchSolver()(AlphaExpansion(), [_noisy_energy()[0]], [None, None])

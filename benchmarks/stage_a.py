@@ -1,0 +1,303 @@
+"""Stage A (Potts grid CRF, alpha-expansion): chainrule2 on PyMaxflow against GCO (gco-wrapper).
+
+GCO is used for this benchmark only (``pip install gco-wrapper``; research-only licence, never a
+dependency). It works in integers, so its inputs are scaled (the largest term to ``--gco-scale``
+units: large unaries abort GCO) and every labelling it returns is re-evaluated with chainrule2's
+exact float64 energy. Timings of both solvers are interleaved in one process (shared, noisy
+CPU); each case reports the median, min and max of ``--repeats`` runs.
+
+    python benchmarks/stage_a.py --json                 # the default case set
+    python benchmarks/stage_a.py --json --images 3 --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chainrule2.energies.grid import GridPotts, contrast_weights, pair_slices  # noqa: E402
+from chainrule2.solvers.alpha_expansion import AlphaExpansion, import_maxflow  # noqa: E402
+from chainrule2.solvers.base import run  # noqa: E402
+
+logger = logging.getLogger("stage_a")
+
+
+# --- data --------------------------------------------------------------------------------------
+def load_images(data: Path, count: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    from PIL import Image
+
+    root = data / "grabcut_scribbles"
+    names = [line.split(",")[0] for line in (root / "manifest.csv").read_text().splitlines()[1:] if line]
+    out = []
+    for name in sorted(names)[:count]:
+        image = np.asarray(Image.open(root / "images" / f"{name}.jpg").convert("RGB"))
+        scribble = np.asarray(Image.open(root / "scribbles-set-1" / f"{name}-anno.png"))
+        out.append((name, image, scribble))
+    return out
+
+
+def resize(image: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    from PIL import Image
+
+    mode = Image.NEAREST if nearest else Image.BILINEAR
+    return np.asarray(Image.fromarray(image).resize((size, size), mode))
+
+
+def colour_unary(image: np.ndarray, scribble: np.ndarray, num_labels: int, rng: np.random.Generator) -> np.ndarray:
+    """−log p(label | colour) of a simple colour model.
+
+    2 labels: one Gaussian per scribble class (foreground 1, background 2). More labels: k-means
+    of the colours (a few Lloyd steps from random pixels), soft assignment with a temperature.
+    """
+    x = image.reshape(-1, 3).astype(np.float64) / 255.0
+    if num_labels == 2 and (scribble == 1).any() and (scribble == 2).any():
+        centres = np.stack([x[(scribble == 2).ravel()].mean(0), x[(scribble == 1).ravel()].mean(0)])
+    else:
+        centres = x[rng.choice(len(x), num_labels, replace=False)]
+        for _ in range(5):
+            assign = np.argmin(((x[:, None, :] - centres[None]) ** 2).sum(-1), axis=1)
+            for k in range(num_labels):
+                if (assign == k).any():
+                    centres[k] = x[assign == k].mean(0)
+    d2 = ((x[:, None, :] - centres[None]) ** 2).sum(-1) / 0.02
+    logp = -d2 - np.log(np.exp(-(d2 - d2.min(1, keepdims=True))).sum(1, keepdims=True)) + d2.min(1, keepdims=True)
+    return (-logp).reshape(image.shape[0], image.shape[1], num_labels)
+
+
+def smooth_unary(shape: tuple[int, int], num_labels: int, rng: np.random.Generator) -> np.ndarray:
+    """−log softmax of random smooth fields (Gaussian-filtered noise)."""
+    from scipy.ndimage import gaussian_filter
+
+    field = np.stack([gaussian_filter(rng.normal(size=shape), 8.0) for _ in range(num_labels)], axis=-1)
+    field *= 3.0 / (field.std() + 1e-12)
+    field -= field.max(-1, keepdims=True)
+    return -(field - np.log(np.exp(field).sum(-1, keepdims=True)))
+
+
+def make_energy(image: np.ndarray, unary: np.ndarray, potts_weight: float = 100.0) -> GridPotts:
+    weights = contrast_weights(image, 8)
+    h, w = image.shape[:2]
+    pairs = (h * (w - 1)) + ((h - 1) * w) + 2 * (h - 1) * (w - 1)
+    return GridPotts(unary, weights, potts_weight=potts_weight, edge_scale=h * w / pairs)
+
+
+# --- GCO ----------------------------------------------------------------------------------------
+def gco_inputs(energy: GridPotts, scale: float) -> dict:
+    """Integer GCO inputs with the largest term scaled to ``scale`` units."""
+    h, w = energy.shape
+    index = np.arange(h * w).reshape(h, w)
+    s1, s2, cw = [], [], []
+    for k, offset in enumerate(energy.offsets):
+        src, dst = pair_slices(offset, (h, w))
+        a, b = index[src].ravel(), index[dst].ravel()
+        s1.append(np.minimum(a, b))
+        s2.append(np.maximum(a, b))
+        cw.append(energy.edge_costs[k][src].ravel())
+    s1, s2, cw = np.concatenate(s1), np.concatenate(s2), np.concatenate(cw)
+    factor = scale / max(float(energy.cost_unary.max()), float(cw.max()), 1e-12)
+    return {
+        "unary": np.rint(energy.cost_unary.reshape(h * w, -1) * factor).astype(np.intc),
+        "s1": s1.astype(np.intc),
+        "s2": s2.astype(np.intc),
+        "w": np.rint(cw * factor).astype(np.intc),
+        "n": h * w,
+        "labels": energy.num_labels,
+    }
+
+
+def gco_solve(inputs: dict, max_sweeps: int, initial: np.ndarray | None) -> tuple[np.ndarray, float]:
+    """Run GCO; returns labels and the seconds spent (excluding the per-site Python loop of a warm start)."""
+    from gco.pygco import _cgco
+
+    handle_out = np.empty(1, dtype=np.intc)
+    t0 = time.perf_counter()
+    _cgco.gcoCreateGeneralGraph(np.intc(inputs["n"]), np.intc(inputs["labels"]), handle_out)
+    handle = handle_out[0]
+    _cgco.gcoSetDataCost(handle, inputs["unary"])
+    _cgco.gcoSetAllNeighbors(handle, inputs["s1"], inputs["s2"], inputs["w"], np.intc(inputs["s1"].size))
+    smooth = (1 - np.eye(inputs["labels"])).astype(np.intc)
+    _cgco.gcoSetSmoothCost(handle, smooth)
+    setup = time.perf_counter() - t0
+    if initial is not None:
+        for site, label in enumerate(initial.ravel().tolist()):
+            _cgco.gcoInitLabelAtSite(handle, np.intc(site), np.intc(label))
+    t1 = time.perf_counter()
+    energy_out = np.empty(1, dtype=np.longlong)
+    _cgco.gcoExpansion(handle, np.intc(max_sweeps), energy_out)
+    labels = np.empty(inputs["n"], dtype=np.intc)
+    _cgco.gcoGetLabels(handle, labels)
+    seconds = setup + time.perf_counter() - t1
+    _cgco.gcoDestroyGraph(handle)
+    return labels, seconds
+
+
+# --- ours ----------------------------------------------------------------------------------------
+def ours_solve(energy: GridPotts, max_sweeps: int, initial: np.ndarray | None) -> tuple[np.ndarray, float]:
+    t0 = time.perf_counter()
+    state = run(AlphaExpansion(max_sweeps=max_sweeps), energy, initial)
+    return state.solution, time.perf_counter() - t0
+
+
+def single_maxflow_seconds(energy: GridPotts) -> float:
+    """One max-flow (graph already built) of the first expansion move on this grid: the floor for one move."""
+    from chainrule2.solvers.alpha_expansion import expansion_graph
+
+    maxflow = import_maxflow()
+    labels = energy.unary_argmin()
+    times = []
+    for _ in range(3):
+        graph, _ids = expansion_graph(energy, labels, 0, maxflow)
+        t0 = time.perf_counter()
+        graph.maxflow()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def warm_start(energy: GridPotts) -> np.ndarray:
+    """A warm start like stage A's: the previous solution of a slightly different energy
+    (one expansion sweep on the unary with 10 % noise)."""
+    rng = np.random.default_rng(1)
+    noisy = GridPotts(
+        energy.unary * rng.uniform(0.9, 1.1, energy.unary.shape), energy.weights,
+        potts_weight=energy.potts_weight, edge_scale=energy.edge_scale,
+    )
+    return run(AlphaExpansion(max_sweeps=2), noisy).solution
+
+
+def bench_case(name: str, energy: GridPotts, warm: bool, args: argparse.Namespace) -> dict:
+    initial = warm_start(energy) if warm else energy.unary_argmin()
+    inputs = gco_inputs(energy, args.gco_scale)
+    ours_t, gco_t = [], []
+    ours_x = gco_x = None
+    for _ in range(args.repeats):  # interleaved so CPU noise hits both
+        ours_x, t = ours_solve(energy, args.max_sweeps, initial)
+        ours_t.append(t)
+        gco_x, t = gco_solve(inputs, args.max_sweeps, initial)
+        gco_t.append(t)
+    gco_x = np.asarray(gco_x, dtype=np.int64).reshape(energy.shape)
+    e_ours, e_gco = energy.value(ours_x), energy.value(gco_x)
+    case = {
+        "name": name + (" warm" if warm else ""),
+        "labels": energy.num_labels,
+        "height": energy.shape[0],
+        "width": energy.shape[1],
+        "warm_start": warm,
+        "seconds": {"median": statistics.median(ours_t), "min": min(ours_t), "max": max(ours_t)},
+        "gco_seconds": {"median": statistics.median(gco_t), "min": min(gco_t), "max": max(gco_t)},
+        "energy": e_ours,
+        "gco_energy": e_gco,
+        "start_energy": energy.value(initial),
+        "time_ratio_vs_gco": statistics.median(ours_t) / statistics.median(gco_t),
+        "energy_ratio_vs_gco": e_ours / e_gco if e_gco else (1.0 if e_ours == 0 else math.inf),
+        "single_maxflow_seconds": single_maxflow_seconds(energy),
+    }
+    logger.info("%s: ours %.3fs gco %.3fs ratio %.2f energy ratio %.8f", case["name"], case["seconds"]["median"],
+                case["gco_seconds"]["median"], case["time_ratio_vs_gco"], case["energy_ratio_vs_gco"])
+    return case
+
+
+def batch_speedup(energies: list[GridPotts], workers: int, repeats: int) -> dict:
+    from chainrule2.solvers.base import solve_batch
+    from chainrule2.solvers.parallel import ProcessBatchSolver, ThreadBatchSolver
+
+    solver = AlphaExpansion()
+    out = {}
+    serial_t, proc_t, thread_t = [], [], []
+    with ProcessBatchSolver(workers=workers) as procs:
+        threads = ThreadBatchSolver(workers=workers)
+        procs(solver, energies[:1], None)  # start the pool outside the timing
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            serial = solve_batch(solver, energies)
+            serial_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            parallel = procs(solver, energies, None)
+            proc_t.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            threaded = threads(solver, energies, None)
+            thread_t.append(time.perf_counter() - t0)
+    identical = all(
+        np.array_equal(a.solution, b.solution) and np.array_equal(a.solution, c.solution)
+        for a, b, c in zip(serial, parallel, threaded, strict=True)
+    )
+    out.update(
+        items=len(energies),
+        workers=workers,
+        serial_seconds=statistics.median(serial_t),
+        process_speedup=statistics.median(serial_t) / statistics.median(proc_t),
+        thread_speedup=statistics.median(serial_t) / statistics.median(thread_t),
+        identical_to_serial=identical,
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--images", type=int, default=2, help="number of photos (sorted by name)")
+    parser.add_argument("--labels", type=int, nargs="+", default=[2, 3, 5, 21])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--max-sweeps", type=int, default=5)
+    parser.add_argument("--gco-scale", type=float, default=1e6)
+    parser.add_argument("--no-batch", action="store_true")
+    parser.add_argument("--sizes", nargs="+", default=["full", "513"])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
+    try:
+        import gco.pygco  # noqa: F401
+    except ImportError:
+        print("this benchmark needs GCO: pip install gco-wrapper (benchmark only, research licence)", file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(0)
+    cases = []
+    photos = load_images(args.data, args.images)
+    batch_energies = []
+    for name, image, scribble in photos:
+        for size in args.sizes:
+            img = image if size == "full" else resize(image, int(size))
+            scr = scribble if size == "full" else resize(scribble, int(size), nearest=True)
+            for num_labels in args.labels:
+                for kind in ("colour", "smooth"):
+                    if kind == "smooth" and (num_labels not in (2, 5) or size == "full"):
+                        continue  # random fields: a spot check at 513 only
+                    unary = (colour_unary(img, scr, num_labels, rng) if kind == "colour"
+                             else smooth_unary(img.shape[:2], num_labels, rng))
+                    energy = make_energy(img, unary)
+                    tag = f"{name} {size} {kind} L={num_labels}"
+                    for warm in (False, True):
+                        cases.append(bench_case(tag, energy, warm, args))
+                    if size == "513" and num_labels == 5 and kind == "colour":
+                        batch_energies.append(energy)
+    result = {
+        "command": "python benchmarks/stage_a.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "cases": cases,
+        "max_time_ratio": max(c["time_ratio_vs_gco"] for c in cases),
+        "max_energy_ratio": max(c["energy_ratio_vs_gco"] for c in cases),
+    }
+    if not args.no_batch and batch_energies:
+        while len(batch_energies) < 4:
+            batch_energies = batch_energies + batch_energies
+        result["batch"] = batch_speedup(batch_energies[:4], 2, max(1, args.repeats // 2))
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        for c in cases:
+            print(f"{c['name']:<40} {c['height']}x{c['width']} ours {c['seconds']['median']:.3f}s "
+                  f"gco {c['gco_seconds']['median']:.3f}s ratio {c['time_ratio_vs_gco']:.2f} "
+                  f"energy ratio {c['energy_ratio_vs_gco']:.8f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
