@@ -238,7 +238,7 @@ class OptimizerFitter:
             t = as_tensor(targets, dev, torch.int64, "targets")
         else:
             t = as_tensor(targets, dev, None, "targets")
-            t = t.to(torch.float32) if t.dtype.is_floating_point else t.to(torch.int64)
+            t = t if t.dtype.is_floating_point else t.to(torch.int64)
         n, h, w = int(x.shape[0]), int(x.shape[2]), int(x.shape[3])
         if tuple(seeds.shape) != (n, h, w):
             raise ValueError(f"batch.seeds: expected shape {(n, h, w)} (inputs' N, H, W), got {tuple(seeds.shape)}")
@@ -253,7 +253,10 @@ class OptimizerFitter:
             self.optimizer.zero_grad(set_to_none=True)
             with ctx:
                 logits = model.logits(x)
-            loss = self.objective(logits.float(), t, seeds, **kwargs)
+            # float64 networks stay float64 (exactness tests); half/bf16 logits are promoted
+            logits = logits if logits.dtype == torch.float64 else logits.float()
+            target = t.to(logits.dtype) if t.dtype.is_floating_point else t
+            loss = self.objective(logits, target, seeds, **kwargs)
             if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
                 raise TypeError(f"objective: expected a scalar torch tensor, got {type(loss).__name__}")
             losses.append(float(loss.detach()))

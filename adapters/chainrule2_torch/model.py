@@ -111,7 +111,8 @@ class TorchModel:
         return self._forward(self.to_input(inputs))
 
     def predict(self, inputs: Any) -> np.ndarray:
-        """Logits ``(N, H, W, L)`` as a host float32 numpy array: eval mode, no gradient.
+        """Logits ``(N, H, W, L)`` as a host numpy array (float64 for a float64 network, else float32):
+        eval mode, no gradient.
 
         The network's train/eval mode is restored afterwards; one device-to-host copy.
         """
@@ -120,7 +121,9 @@ class TorchModel:
         try:
             with torch.no_grad():
                 out = self._forward(self.to_input(inputs))
-                return out.to(torch.float32).contiguous().cpu().numpy()
+                if out.dtype not in (torch.float32, torch.float64):  # half/bf16 under autocast
+                    out = out.to(torch.float32)
+                return out.contiguous().cpu().numpy()
         finally:
             self.network.train(was_training)
 
