@@ -20,7 +20,7 @@ Example
 >>> CrossEntropy()(labels, logits).round(3)
 array([[0.127, 2.127]])
 >>> RobustCrossEntropy(error_prob=0.4, num_classes=2)(labels, logits).round(3)
-array([[0.163, 0.74 ]])
+array([[0.551, 0.858]])
 """
 
 from __future__ import annotations

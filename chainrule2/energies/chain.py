@@ -85,7 +85,7 @@ class ChainPotts:
         if x.size and (x.min() < 0 or x.max() >= self.num_labels):
             raise ValueError(f"solution: expected labels in [0, {self.num_labels})")
         clamped = self.seed_mask()
-        if np.any(x[clamped] != self.seeds[clamped]):
+        if clamped.any() and np.any(x[clamped] != self.seeds[clamped]):
             return float("inf")
         unary, weights = self.effective()
         cost = unary[np.arange(x.size), x].sum()

@@ -64,7 +64,8 @@ class ChainViterbi(DiscreteSubproblem):
         if initial is None:
             start = np.argmin(energy.unary, axis=1).astype(np.int64)
             clamped = energy.seed_mask()
-            start[clamped] = energy.seeds[clamped]
+            if clamped.any():
+                start[clamped] = energy.seeds[clamped]
         else:
             start = check_initial_labels(initial, energy)
         return first_state(start, energy.value(start))
