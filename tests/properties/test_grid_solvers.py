@@ -123,8 +123,9 @@ def test_permuting_label_ids_permutes_the_solution(data, energy):
     initial = energy.unary_argmin()
     assert permuted.value(perm[initial]) == pytest.approx(energy.value(initial), rel=1e-12, abs=1e-12)
     order = tuple(range(num_labels))
-    a = run(AlphaExpansion(label_order=order), energy, initial)
-    b = run(AlphaExpansion(label_order=tuple(int(perm[k]) for k in order)), permuted, perm[initial])
+    # exact_binary=False: the one-cut binary solve may break exact ties differently under relabelling
+    a = run(AlphaExpansion(label_order=order, exact_binary=False), energy, initial)
+    b = run(AlphaExpansion(label_order=tuple(int(perm[k]) for k in order), exact_binary=False), permuted, perm[initial])
     np.testing.assert_array_equal(b.solution, perm[a.solution])
     assert b.energy == pytest.approx(a.energy, rel=1e-12, abs=1e-12)
 
