@@ -160,9 +160,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="data/initialisation seeds")
     parser.add_argument("--iterations", type=int, default=40, help="stage-A solves for tr (gd/adm get 20x steps)")
+    parser.add_argument("--methods", nargs="+", default=["gd", "adm", "tr"], choices=["gd", "adm", "tr"])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    runs = [compare(seed=seed, iterations=args.iterations) for seed in args.seeds]
+    runs = [compare(seed=seed, iterations=args.iterations, methods=tuple(args.methods)) for seed in args.seeds]
     summary = summarise(runs)
     if args.json:
         print(json.dumps({"runs": runs, "median": summary}, indent=2))
