@@ -23,15 +23,11 @@ def check_logits(logits: Any, name: str = "logits", min_ndim: int = 2) -> Any:
     try:
         xp = array_namespace(logits)
     except TypeError:
-        raise TypeError(
-            f"{name}: expected an array (numpy, torch, array-API), got {type(logits).__name__}"
-        ) from None
+        raise TypeError(f"{name}: expected an array (numpy, torch, array-API), got {type(logits).__name__}") from None
     if not xp.isdtype(logits.dtype, "real floating"):
         raise TypeError(f"{name}: expected a real floating dtype, got {logits.dtype}")
     if logits.ndim < min_ndim:
-        raise ValueError(
-            f"{name}: expected at least {min_ndim} dimensions (N, ..., L), got shape {_shape(logits)}"
-        )
+        raise ValueError(f"{name}: expected at least {min_ndim} dimensions (N, ..., L), got shape {_shape(logits)}")
     if _shape(logits)[0] == 0:
         raise ValueError(f"{name}: expected a non-empty batch, got shape {_shape(logits)}")
     if logits.shape[-1] < 1:

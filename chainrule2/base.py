@@ -6,8 +6,11 @@ are integer arrays ``(N, ...)``; soft targets are ``(N, ..., L)`` floating array
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, Sequence, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+from chainrule2.divergences import softmax
 
 
 class Batch(NamedTuple):
@@ -164,14 +167,10 @@ class Composite:
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.model, "predict", None)):
-            raise TypeError(
-                f"model: expected an object with a predict(inputs) method, got {type(self.model).__name__}"
-            )
+            raise TypeError(f"model: expected an object with a predict(inputs) method, got {type(self.model).__name__}")
 
     def value(self, batch: Batch) -> float:
         """The loss of the current model on ``batch`` (the relaxed, differentiable form), summed over items."""
-        from chainrule2.divergences import softmax
-
         return float(sum(self.loss.value(softmax(self.model.predict(batch.inputs)), batch)))
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from chainrule2._validation import check_logits, check_positive
 from chainrule2.base import Batch, Composite, FitReport, Proposal, StageAReport, StepReport, as_items
+from chainrule2.solvers.base import solve_batch
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +55,9 @@ class TrustRegion:
             if not callable(getattr(self.stage_a, method, None)):
                 raise TypeError(f"stage_a: expected a Subproblem with {method}(), got {type(self.stage_a).__name__}")
         if not callable(getattr(self.stage_b, "fit", None)):
-            raise TypeError(f"stage_b: expected a Fitter with fit(model, batch, targets), got {type(self.stage_b).__name__}")
+            raise TypeError(
+                f"stage_b: expected a Fitter with fit(model, batch, targets), got {type(self.stage_b).__name__}"
+            )
         if not callable(getattr(self.trust_divergence, "label_costs", None)):
             raise TypeError(f"trust_divergence: expected a Divergence, got {type(self.trust_divergence).__name__}")
 
@@ -70,12 +74,8 @@ class TrustRegion:
         predicted = time.perf_counter()
         energies = self.stage_a.energies(composite.loss, logits, batch, self.trust_divergence, self.trust_weight)
         initials = as_items(initial, len(energies), "initial")
-        if self.batch_solver is None:
-            from chainrule2.solvers.base import solve_batch
-
-            states = solve_batch(self.stage_a, energies, initials)
-        else:
-            states = self.batch_solver(self.stage_a, energies, initials)
+        batch_solver = solve_batch if self.batch_solver is None else self.batch_solver
+        states = batch_solver(self.stage_a, energies, initials)
         targets = np.stack([state.solution for state in states])
         report = StageAReport(
             traces=tuple(state.trace for state in states),

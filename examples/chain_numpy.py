@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 import chainrule2 as cr
-from chainrule2.divergences import CrossEntropy, RobustCrossEntropy, SeedAwareObjective, Squared, softmax
+from chainrule2.divergences import CrossEntropy, RobustCrossEntropy, SeedAwareObjective, Squared
 from chainrule2.losses import ChainScribblePotts
 from chainrule2.models import LinearClassifier, SGDFitter
 from chainrule2.solvers import ChainViterbi, GradientStep

@@ -38,21 +38,29 @@ class ChainPotts:
     def __post_init__(self) -> None:
         unary, weights = self.unary, self.edge_weights
         if not isinstance(unary, np.ndarray) or unary.ndim != 2 or unary.shape[1] < 1:
-            raise ValueError(f"unary: expected a numpy array (n, L) with L >= 1, got {getattr(unary, 'shape', type(unary))}")
+            raise ValueError(
+                f"unary: expected a numpy array (n, L) with L >= 1, got {getattr(unary, 'shape', type(unary))}"
+            )
         if unary.dtype != np.float64 or not np.all(np.isfinite(unary)):
             raise ValueError(f"unary: expected finite float64 values, got dtype {unary.dtype}")
         n = unary.shape[0]
         if not isinstance(weights, np.ndarray) or weights.shape != (max(n - 1, 0),):
-            raise ValueError(f"edge_weights: expected shape ({max(n - 1, 0)},), got {getattr(weights, 'shape', type(weights))}")
+            raise ValueError(
+                f"edge_weights: expected shape ({max(n - 1, 0)},), got {getattr(weights, 'shape', type(weights))}"
+            )
         if not np.all(np.isfinite(weights)) or np.any(weights < 0):
             raise ValueError("edge_weights: expected finite values >= 0, got a negative or NaN weight")
         if self.seeds is not None:
             seeds = self.seeds
             if not isinstance(seeds, np.ndarray) or seeds.shape != (n,) or not np.issubdtype(seeds.dtype, np.integer):
-                raise ValueError(f"seeds: expected integer labels of shape ({n},), got {getattr(seeds, 'shape', type(seeds))}")
+                raise ValueError(
+                    f"seeds: expected integer labels of shape ({n},), got {getattr(seeds, 'shape', type(seeds))}"
+                )
             ok = ((seeds >= 0) & (seeds < unary.shape[1])) | np.isin(seeds, IGNORED_LABELS)
             if not ok.all():
-                raise ValueError(f"seeds: expected labels in [0, {unary.shape[1]}) or 254/255, got {int(seeds[~ok][0])}")
+                raise ValueError(
+                    f"seeds: expected labels in [0, {unary.shape[1]}) or 254/255, got {int(seeds[~ok][0])}"
+                )
 
     @property
     def shape(self) -> tuple[int, ...]:

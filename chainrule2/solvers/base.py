@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +21,12 @@ def run(solver: Subproblem, energy: Energy, initial: Any = None) -> SolverState:
     return state
 
 
-def solve_batch(solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None) -> list[SolverState]:
+def solve_batch(
+    solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None
+) -> list[SolverState]:
     """Solve one energy per batch item (serially); results are independent of the order."""
     initials = [None] * len(energies) if initials is None else list(initials)
-    return [run(solver, energy, initial) for energy, initial in zip(energies, initials)]
+    return [run(solver, energy, initial) for energy, initial in zip(energies, initials, strict=True)]
 
 
 def next_state(state: SolverState, solution: Any, energy: float, converged: bool) -> SolverState:
@@ -61,5 +64,7 @@ def check_initial_labels(initial: Any, energy: Energy, name: str = "initial") ->
     if not np.issubdtype(initial.dtype, np.integer):
         raise TypeError(f"{name}: expected integer labels, got {initial.dtype}")
     if initial.size and (initial.min() < 0 or initial.max() >= energy.num_labels):
-        raise ValueError(f"{name}: expected labels in [0, {energy.num_labels}), got {int(initial.min())}..{int(initial.max())}")
+        raise ValueError(
+            f"{name}: expected labels in [0, {energy.num_labels}), got {int(initial.min())}..{int(initial.max())}"
+        )
     return initial.astype(np.int64, copy=True)

@@ -61,7 +61,9 @@ def _run_checked(solver: Subproblem, energy: Energy, initial: Any, rtol: float) 
         if solver.monotone and len(state.trace) > 1:
             previous, current = state.trace[-2], state.trace[-1]
             if current > previous + rtol * (1.0 + abs(previous)):
-                raise ContractError(f"monotone solver raised the energy from {previous!r} to {current!r} at step {steps}")
+                raise ContractError(
+                    f"monotone solver raised the energy from {previous!r} to {current!r} at step {steps}"
+                )
         if state.converged or steps >= solver.max_steps():
             return state
         state = solver.step(energy, state)

@@ -26,8 +26,9 @@ _VALUES = st.floats(0.0, 4.0, allow_nan=False, allow_infinity=False, width=64)
 
 
 def _grid(draw: Any, shape: tuple[int, ...], elements: Any = _VALUES) -> np.ndarray:
-    return np.array(draw(st.lists(elements, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))),
-                    dtype=np.float64).reshape(shape)
+    return np.array(
+        draw(st.lists(elements, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))), dtype=np.float64
+    ).reshape(shape)
 
 
 @st.composite

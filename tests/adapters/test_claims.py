@@ -15,12 +15,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("maxflow")
 
+from chainrule2_torch import OptimizerFitter, TorchModel  # noqa: E402
+
 import chainrule2 as cr  # noqa: E402
 from chainrule2.divergences import CrossEntropy, SeedAwareObjective, Squared, log_softmax  # noqa: E402
 from chainrule2.losses import ScribblePotts  # noqa: E402
 from chainrule2.solvers import AlphaExpansion, GradientStep  # noqa: E402
 from chainrule2.testing import brute_force_minimum  # noqa: E402
-from chainrule2_torch import OptimizerFitter, TorchModel  # noqa: E402
 
 
 def _network(num_labels: int, seed: int) -> torch.nn.Module:
@@ -42,7 +43,7 @@ def _batch(rng: np.random.Generator, n: int, h: int, w: int, num_labels: int) ->
 
 def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
     with torch.no_grad():
-        return sum(float(torch.sum((p - q) ** 2)) for p, q in zip(a.parameters(), b.parameters())) ** 0.5
+        return sum(float(torch.sum((p - q) ** 2)) for p, q in zip(a.parameters(), b.parameters(), strict=True)) ** 0.5
 
 
 def _relative_error(a: torch.nn.Module, b: torch.nn.Module) -> float:

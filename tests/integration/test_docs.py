@@ -48,8 +48,14 @@ def _public_names() -> set[str]:
     import chainrule2.solvers
     import chainrule2.testing
 
-    modules = [chainrule2, chainrule2.divergences, chainrule2.energies, chainrule2.losses, chainrule2.solvers,
-               chainrule2.testing]
+    modules = [
+        chainrule2,
+        chainrule2.divergences,
+        chainrule2.energies,
+        chainrule2.losses,
+        chainrule2.solvers,
+        chainrule2.testing,
+    ]
     names = {f"chainrule2.{n}" for n in chainrule2.__all__}
     for module in modules[1:]:
         names |= {f"{module.__name__}.{n}" for n in module.__all__}

@@ -65,7 +65,7 @@ def test_warm_start_never_ends_worse() -> None:
     tr = _robust_tr()
     cold = tr.propose(composite, batch)
     warm = tr.propose(composite, batch, initial=list(cold.targets))
-    for c, w in zip(cold.report.traces, warm.report.traces):
+    for c, w in zip(cold.report.traces, warm.report.traces, strict=True):
         assert w[0] == pytest.approx(c[-1]) and w[-1] <= w[0] + 1e-12
     with pytest.raises(ValueError, match="initial: expected 3 items"):
         tr.propose(composite, batch, initial=[None])
