@@ -4,16 +4,17 @@
 set -euo pipefail
 row=$1; shift
 methods=${*:-pce grid-tr grid-gd adm full}
-common="--size 96 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --seed 0 --data-seed 0 --no-progress"
+common="--size 96 --width 8 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --seed 0 --data-seed 0 --no-progress"
+extra=""
 case $row in
-  horse_full)   data="--dataset weizmann_horse --length 1.0" ;;
-  horse_30)     data="--dataset weizmann_horse --length 0.3" ;;
-  horse_clicks) data="--dataset weizmann_horse --supervision clicks" ;;
-  grabcut_real) data="--dataset grabcut --supervision real" ;;
+  horse_full)   data="--dataset weizmann_horse --length 1.0 --limit 100" ;;
+  horse_30)     data="--dataset weizmann_horse --length 0.3 --limit 100" ;;
+  horse_clicks) data="--dataset weizmann_horse --supervision clicks --limit 100" ;;
+  grabcut_real) data="--dataset grabcut --supervision real"; extra="--width 16" ;;
   camvid)       data="--dataset camvid --limit 120 --eval-limit 60" ;;
   *) echo "unknown row $row"; exit 2 ;;
 esac
 for m in $methods; do
-  python examples/segmentation_scribbles.py $data $common --method "$m" \
+  python examples/segmentation_scribbles.py $data $common $extra --method "$m" \
     --out "runs/results/$row/$m" --warmup-checkpoint "runs/results/$row/warmup.pt"
 done

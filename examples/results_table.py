@@ -18,7 +18,7 @@ def row(folder: Path) -> dict | None:
         return None
     final = json.loads(final_path.read_text())
     lines = [json.loads(x) for x in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-    main = [r for r in lines if r["phase"] != "pce"]
+    main = [r for r in lines if r["phase"] != "pce"] or lines
     epoch_s = sum(r["epoch_s"] for r in main) / max(len(main), 1)
     stage_a = sum(r.get("stage_a_s", 0.0) for r in main)
     total_main = sum(r["epoch_s"] for r in main)
