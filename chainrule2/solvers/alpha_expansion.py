@@ -48,40 +48,115 @@ def _structure(offset: tuple[int, int]) -> np.ndarray:
 
 def expansion_move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None) -> np.ndarray:
     """The optimal α-expansion of ``labels`` (see :func:`expansion_graph`); ``labels`` is not modified."""
+    if maxflow is None:
+        maxflow = import_maxflow()
     return _move(energy, labels, alpha, maxflow)[0]
 
 
-def _move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any) -> tuple[np.ndarray, int, float]:
+def _pairs(energy: GridPotts) -> list[tuple[tuple[slice, slice], tuple[slice, slice], np.ndarray]]:
+    """Per offset: the (src, dst) slices of its in-grid pairs and their costs (views, no copies)."""
+    costs = energy.edge_costs
+    out = []
+    for k, offset in enumerate(energy.offsets):
+        src, dst = pair_slices(offset, energy.shape)
+        out.append((src, dst, costs[k][src]))
+    return out
+
+
+def _move(
+    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any, pairs: list | None = None
+) -> tuple[np.ndarray, int, float]:
     """(new labels, number of changed pixels, energy change predicted by the flow)."""
-    graph, ids, keep_cost = expansion_graph(energy, labels, alpha, maxflow, return_keep_cost=True)
-    flow = graph.maxflow()
-    switch = graph.get_grid_segments(ids)  # True = sink side = y = 1 = take alpha
-    switch &= labels != alpha
+    graph, free, keep_cost = expansion_graph(energy, labels, alpha, maxflow, return_keep_cost=True, pairs=pairs)
     new = labels.copy()
+    if graph is None:  # nothing can move
+        return new, 0, 0.0
+    flow = graph.maxflow()
+    switch = np.zeros(labels.shape, dtype=bool)
+    switch[free] = graph.get_grid_segments(np.arange(int(free.sum()), dtype=np.int32))  # True = sink = take α
     new[switch] = alpha
     # the cut of "keep everything" is keep_cost; the min cut is the flow: ΔE = flow − keep_cost
     return new, int(switch.sum()), float(flow) - keep_cost
 
 
 def expansion_graph(
-    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None, return_keep_cost: bool = False
+    energy: GridPotts,
+    labels: np.ndarray,
+    alpha: int,
+    maxflow: Any = None,
+    return_keep_cost: bool = False,
+    pairs: list | None = None,
 ) -> tuple[Any, ...]:
-    """The max-flow graph of the α-expansion move of ``labels`` (a PyMaxflow ``GraphFloat`` and its node ids).
+    """The max-flow graph of the α-expansion move of ``labels``, over the free pixels only.
 
-    The optimal α-expansion of ``labels``: one max-flow on the grid (Boykov et al. 2001, Kolmogorov & Zabih 2004).
+    Returns a PyMaxflow ``GraphFloat`` (None when no pixel is free) and the ``(H, W)`` bool mask of
+    its nodes: node ``i`` is the ``i``-th True pixel of the mask in row-major order. Pixels already
+    labelled α and clamped seed pixels are fixed, so they get no node; their pairs with free
+    pixels become t-links (as in GCO). Binary variable y_p = 1 means "switch to α" (sink side,
+    ``get_grid_segments`` True). For a pair of free pixels p, q with cost c:
 
-    Binary variable y_p = 1 means "switch to α". Each pair's Potts term E(y_p, y_q) with
-    E00 = c[a_p≠a_q], E01 = c[a_p≠α], E10 = c[α≠a_q], E11 = 0 is written as
-    E00 + (E10 − E00)·y_p − E10·y_q + K·(1 − y_p)·y_q with K = c([a_p≠α] + [a_q≠α] − [a_p≠a_q]) >= 0
-    (integer multipliers of c, so K is exactly non-negative). A node on the sink side
-    (``get_grid_segments`` True) has y = 1.
+    * same label: E00 = E11 = 0, E01 = E10 = c: the edge p↔q with capacity c both ways;
+    * different labels: E00 = E01 = E10 = c, E11 = 0 = c·(1 − y_p) + c·(1 − y_q)·y_p: a sink
+      t-link c on p and the edge q→p with capacity c.
+
+    A free p next to a fixed q (label b) costs c·[a_p ≠ b] if it keeps its label and c·[α ≠ b] if
+    it switches. All capacities are sums of non-negative costs (no subtraction inside an edge),
+    so they are exactly non-negative; the graph has one node per free pixel and one edge per pair
+    of free pixels.
+    """
+    if maxflow is None:
+        maxflow = import_maxflow()
+    if pairs is None:
+        pairs = _pairs(energy)
+    u = energy.cost_unary
+    clamped = energy.clamped
+    has_clamps = bool(clamped.any())
+    is_alpha = labels == alpha
+    free = ~is_alpha
+    if has_clamps:
+        free &= ~clamped
+    n = int(np.count_nonzero(free))
+    if n == 0:
+        return (None, free, 0.0) if return_keep_cost else (None, free)
+    # t = (cost of switching) − (cost of keeping), built up in place over the whole grid
+    t = u[:, :, alpha] - np.take_along_axis(u, labels[:, :, None], axis=2)[:, :, 0]
+    node = np.full(labels.shape, -1, dtype=np.int32)
+    node[free] = np.arange(n, dtype=np.int32)
+    graph = maxflow.GraphFloat(n, 4 * n)
+    graph.add_nodes(n)
+    for src, dst, c in pairs:
+        fp, fq = free[src], free[dst]
+        differ = labels[src] != labels[dst]
+        # keeping a label different from the neighbour's costs c (the neighbour free or fixed)
+        t[src] -= c * (fp & differ)
+        t[dst] -= c * (fq & differ & ~fp)
+        if has_clamps:  # switching next to a fixed non-α neighbour costs c
+            t[src] += c * (fp & ~fq & ~is_alpha[dst])
+            t[dst] += c * (fq & ~fp & ~is_alpha[src])
+        both = fp & fq
+        cb = c[both]
+        graph.add_edges(node[src][both], node[dst][both], np.where(differ[both], 0.0, cb), cb)
+    tf = t[free]
+    sink = check_capacities(np.maximum(-tf, 0.0), "sink capacity")
+    graph.add_grid_tedges(np.arange(n, dtype=np.int32), check_capacities(np.maximum(tf, 0.0), "source capacity"), sink)
+    if return_keep_cost:
+        return graph, free, float(sink.sum())
+    return graph, free
+
+
+def expansion_graph_full(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None) -> tuple[Any, Any, float]:
+    """Reference construction: the α-expansion graph over every pixel of the grid (one node per pixel).
+
+    Slower than :func:`expansion_graph` (it has nodes for fixed pixels and zero-capacity edges);
+    kept to test the free-pixel graph against. E(y_p, y_q) with E00 = c[a_p≠a_q], E01 = c[a_p≠α],
+    E10 = c[α≠a_q], E11 = 0 is written as E00 + (E10 − E00)·y_p − E10·y_q + K·(1 − y_p)·y_q with
+    K = c([a_p≠α] + [a_q≠α] − [a_p≠a_q]) >= 0. Returns (graph, grid node ids, keep cost).
     """
     if maxflow is None:
         maxflow = import_maxflow()
     h, w = energy.shape
     u = energy.cost_unary
     costs = energy.edge_costs
-    # linear coefficient of y_p (the cost of switching to alpha), built up in place
     cur = np.take_along_axis(u, labels[:, :, None], axis=2)[:, :, 0]
     t = u[:, :, alpha] - cur
     not_alpha = labels != alpha
@@ -93,7 +168,6 @@ def expansion_graph(
         a_p, a_q = labels[src], labels[dst]
         na_p, na_q = not_alpha[src], not_alpha[dst]
         ne = a_p != a_q
-        # E10 - E00 on y_p and -E10 on y_q
         e10 = c * na_q
         e00 = c * ne
         t[src] += e10 - e00
@@ -103,15 +177,12 @@ def expansion_graph(
         graph.add_grid_edges(ids, weights=check_capacities(cap, "edge capacity"), structure=_structure(offset), symmetric=False)
     clamped = energy.clamped
     if clamped.any():
-        # a clamped pixel with seed != alpha must keep its label: a switching cost no cut can afford
         big = 1.0 + 2.0 * (np.abs(t).sum() + 2.0 * costs.sum())
         t[clamped & not_alpha] = big
     source = check_capacities(np.maximum(t, 0.0), "source capacity")
     sink = check_capacities(np.maximum(-t, 0.0), "sink capacity")
     graph.add_grid_tedges(ids, source, sink)
-    if return_keep_cost:
-        return graph, ids, float(sink.sum())
-    return graph, ids
+    return graph, ids, float(sink.sum())
 
 
 def binary_cut(energy: GridPotts, first: int, second: int, maxflow: Any = None) -> np.ndarray:
@@ -238,11 +309,12 @@ class AlphaExpansion(DiscreteSubproblem):
                 labels, current = proposal, value
             return next_state(state, labels, current, converged=True)
         start, start_labels = current, labels
+        pairs = _pairs(energy)  # per-offset views, once per sweep
         # Each move is judged by the energy change the flow predicts (flow − cost of keeping every
         # label); only changes inside its float-error band are re-evaluated exactly. The exact
         # energy is computed once per sweep, and a sweep that would raise it is undone.
         for alpha in self._order(energy, state.iteration):
-            proposal, changed, delta = _move(energy, labels, alpha, maxflow)
+            proposal, changed, delta = _move(energy, labels, alpha, maxflow, pairs)
             if not changed:
                 continue
             band = 1e-9 * max(1.0, abs(current))
