@@ -146,3 +146,56 @@ def test_random_order_is_reproducible(energy, seed):
     b = run(AlphaExpansion(label_order="random", seed=seed), energy)
     np.testing.assert_array_equal(a.solution, b.solution)
     assert a.trace == b.trace
+
+
+def _full_grid_move(energy: GridPotts, labels: np.ndarray, alpha: int) -> tuple[np.ndarray, float]:
+    """The α-expansion move through the reference full-grid graph (one node per pixel)."""
+    from chainrule2.solvers.alpha_expansion import expansion_graph_full
+
+    graph, ids, keep_cost = expansion_graph_full(energy, labels, alpha)
+    flow = graph.maxflow()
+    switch = graph.get_grid_segments(ids) & (labels != alpha)
+    return np.where(switch, alpha, labels), float(flow) - keep_cost
+
+
+@SETTINGS
+@given(data=st.data(), energy=grid_potts(max_height=4, max_width=5, max_labels=4))
+def test_free_pixel_graph_gives_the_full_grid_move(data, energy):
+    """The free-pixel graph (fixed pixels folded into t-links) solves the same binary problem as the
+    full-grid graph: the same move energy and the same predicted change, from any feasible labelling."""
+    from chainrule2.solvers.alpha_expansion import _move, import_maxflow
+
+    labels = energy.project(data.draw(grid_labels(energy)))
+    alpha = data.draw(st.sampled_from(energy.labels))
+    before = labels.copy()
+    new, changed, delta = _move(energy, labels, alpha, import_maxflow())
+    ref, ref_delta = _full_grid_move(energy, labels, alpha)
+    np.testing.assert_array_equal(labels, before)  # not mutated
+    assert changed == int(np.count_nonzero(new != labels))
+    assert set(np.unique(new[new != labels]).tolist()) <= {alpha}
+    e0, e_new, e_ref = energy.value(labels), energy.value(new), energy.value(ref)
+    assert e_new == pytest.approx(e_ref, rel=1e-9, abs=1e-9)
+    assert delta == pytest.approx(e_new - e0, rel=1e-9, abs=1e-9)
+    assert ref_delta == pytest.approx(e_ref - e0, rel=1e-9, abs=1e-9)
+
+
+def test_free_pixel_graph_matches_full_grid_on_random_photolike_problems():
+    """Larger random problems (N8, generic float costs, clamped seeds): identical moves and labels."""
+    from chainrule2.energies.grid import contrast_weights
+    from chainrule2.solvers.alpha_expansion import _move, import_maxflow
+
+    rng = np.random.default_rng(7)
+    for trial in range(6):
+        h, w, num_labels = 24 + trial, 31, 3 + trial % 3
+        image = rng.random((h, w, 3)) * 255
+        seeds = np.full((h, w), 255, dtype=np.int64)
+        seeds[rng.random((h, w)) < 0.05] = rng.integers(0, num_labels)
+        energy = GridPotts(rng.random((h, w, num_labels)) * 3, contrast_weights(image), potts_weight=1.5,
+                           seeds=seeds if trial % 2 else None)
+        labels = energy.project(rng.integers(0, num_labels, (h, w)))
+        for alpha in range(num_labels):
+            new, _, delta = _move(energy, labels, alpha, import_maxflow())
+            ref, _ = _full_grid_move(energy, labels, alpha)
+            np.testing.assert_array_equal(new, ref)  # generic costs: a unique optimal move
+            assert delta == pytest.approx(energy.value(new) - energy.value(labels), rel=1e-9, abs=1e-9)
+            labels = new
