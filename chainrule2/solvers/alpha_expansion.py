@@ -64,10 +64,16 @@ def _pairs(energy: GridPotts) -> list[tuple[tuple[slice, slice], tuple[slice, sl
 
 
 def _move(
-    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any, pairs: list | None = None
+    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any, pairs: list | None = None, graph: Any = None
 ) -> tuple[np.ndarray, int, float]:
-    """(new labels, number of changed pixels, energy change predicted by the flow)."""
-    graph, free, keep_cost = expansion_graph(energy, labels, alpha, maxflow, return_keep_cost=True, pairs=pairs)
+    """(new labels, number of changed pixels, energy change predicted by the flow).
+
+    ``graph``: a ``GraphFloat`` to ``reset()`` and reuse (its memory is kept: allocating and
+    first-touching a fresh graph per move costs about as much as filling it).
+    """
+    graph, free, keep_cost = expansion_graph(
+        energy, labels, alpha, maxflow, return_keep_cost=True, pairs=pairs, graph=graph
+    )
     new = labels.copy()
     if graph is None:  # nothing can move
         return new, 0, 0.0
@@ -86,6 +92,7 @@ def expansion_graph(
     maxflow: Any = None,
     return_keep_cost: bool = False,
     pairs: list | None = None,
+    graph: Any = None,
 ) -> tuple[Any, ...]:
     """The max-flow graph of the α-expansion move of ``labels``, over the free pixels only.
 
@@ -122,7 +129,10 @@ def expansion_graph(
     t = u[:, :, alpha] - np.take_along_axis(u, labels[:, :, None], axis=2)[:, :, 0]
     node = np.full(labels.shape, -1, dtype=np.int32)
     node[free] = np.arange(n, dtype=np.int32)
-    graph = maxflow.GraphFloat(n, 4 * n)
+    if graph is None:
+        graph = maxflow.GraphFloat(n, len(pairs) * n)
+    else:
+        graph.reset()
     graph.add_nodes(n)
     for src, dst, c in pairs:
         fp, fq = free[src], free[dst]
@@ -310,11 +320,13 @@ class AlphaExpansion(DiscreteSubproblem):
             return next_state(state, labels, current, converged=True)
         start, start_labels = current, labels
         pairs = _pairs(energy)  # per-offset views, once per sweep
+        size = energy.shape[0] * energy.shape[1]
+        graph = maxflow.GraphFloat(size, len(pairs) * size)  # one graph per sweep, reset for every move
         # Each move is judged by the energy change the flow predicts (flow − cost of keeping every
         # label); only changes inside its float-error band are re-evaluated exactly. The exact
         # energy is computed once per sweep, and a sweep that would raise it is undone.
         for alpha in self._order(energy, state.iteration):
-            proposal, changed, delta = _move(energy, labels, alpha, maxflow, pairs)
+            proposal, changed, delta = _move(energy, labels, alpha, maxflow, pairs, graph)
             if not changed:
                 continue
             band = 1e-9 * max(1.0, abs(current))
