@@ -325,22 +325,47 @@ class AlphaExpansion(DiscreteSubproblem):
         # Each move is judged by the energy change the flow predicts (flow − cost of keeping every
         # label); only changes inside its float-error band are re-evaluated exactly. The exact
         # energy is computed once per sweep, and a sweep that would raise it is undone.
-        for alpha in self._order(energy, state.iteration):
-            proposal, changed, delta = _move(energy, labels, alpha, maxflow, pairs, graph)
-            if not changed:
-                continue
-            band = 1e-9 * max(1.0, abs(current))
-            if delta < -band:
-                labels, current = proposal, current + delta
-            elif delta <= band:
-                exact_now, exact_new = energy.value(labels), energy.value(proposal)
-                if exact_new < exact_now:
-                    labels, current = proposal, exact_new
-                else:
-                    current = exact_now
+        order = self._order(energy, state.iteration)
+        last_change = -1  # index in ``order`` of the last move that changed the labelling
+        for index, alpha in enumerate(order):
+            accepted, labels, current = _try_move(energy, labels, current, alpha, maxflow, pairs, graph)
+            if accepted:
+                last_change = index
+        # Early convergence proof (no change of result): a move tried after the sweep's last change
+        # saw the final labelling and failed; the last changed label's own move cannot improve it
+        # again (an α-expansion of an α-expansion of x is one of x). So if the labels tried before
+        # the last change also fail now, the next sweep would change nothing: report convergence
+        # now instead of spending a whole sweep to find out. Probed moves are never applied (the
+        # solution and the next sweep are exactly those without the probe). Only worth it when
+        # the probe is short, and pointless on the last allowed sweep.
+        proven = False
+        if 0 < last_change <= len(order) // 2 and state.iteration + 1 < self.max_sweeps:
+            proven = all(
+                not _try_move(energy, labels, current, alpha, maxflow, pairs, graph)[0] for alpha in order[:last_change]
+            )
+        elif last_change == 0:
+            proven = True  # the only change was the first move: every later move saw the final labelling
         current = energy.value(labels)
         if current > start:  # float error beyond the band: never report a higher energy
             logger.debug("sweep rejected: the energy would rise %r -> %r", start, current)
             labels, current = start_labels, start
-        converged = not (current < start - self.tolerance * max(1.0, abs(start)))
+        converged = proven or not (current < start - self.tolerance * max(1.0, abs(start)))
         return next_state(state, labels, current, converged)
+
+
+def _try_move(
+    energy: GridPotts, labels: np.ndarray, current: float, alpha: int, maxflow: Any, pairs: list, graph: Any
+) -> tuple[bool, np.ndarray, float]:
+    """One α-expansion, accepted only if it lowers the energy: (accepted, labels, energy estimate)."""
+    proposal, changed, delta = _move(energy, labels, alpha, maxflow, pairs, graph)
+    if not changed:
+        return False, labels, current
+    band = 1e-9 * max(1.0, abs(current))
+    if delta < -band:
+        return True, proposal, current + delta
+    if delta <= band:
+        exact_now, exact_new = energy.value(labels), energy.value(proposal)
+        if exact_new < exact_now:
+            return True, proposal, exact_new
+        return False, labels, exact_now
+    return False, labels, current

@@ -199,3 +199,38 @@ def test_free_pixel_graph_matches_full_grid_on_random_photolike_problems():
             np.testing.assert_array_equal(new, ref)  # generic costs: a unique optimal move
             assert delta == pytest.approx(energy.value(new) - energy.value(labels), rel=1e-9, abs=1e-9)
             labels = new
+
+
+@SETTINGS
+@given(data=st.data(), energy=grid_potts(max_height=4, max_width=5, min_labels=3, max_labels=5))
+def test_early_convergence_is_proven(data, energy):
+    """When a sweep reports convergence (possibly proven by probing the labels before its last
+    change, without a confirming sweep), one more sweep changes nothing."""
+    solver = AlphaExpansion(max_sweeps=20, exact_binary=False,
+                            label_order=data.draw(st.sampled_from(("fixed", "random"))), seed=1)
+    initial = data.draw(st.one_of(st.none(), grid_labels(energy)))
+    state = run(solver, energy, initial)
+    assert state.converged
+    again = solver.step(energy, state._replace(converged=False))
+    np.testing.assert_array_equal(again.solution, state.solution)
+    assert again.energy == state.energy
+
+
+def test_early_convergence_saves_the_confirming_sweep():
+    """A warm start one move away from convergence: that move is the sweep's first change, so no
+    confirming sweep is needed (2 sweeps before the probe, 1 now)."""
+    from chainrule2.energies.grid import contrast_weights
+
+    rng = np.random.default_rng(3)
+    h, w = 20, 24
+    truth = (np.arange(w)[None, :] * 3 // w).repeat(h, 0)
+    unary = rng.random((h, w, 3))
+    unary[np.arange(h)[:, None], np.arange(w)[None, :], truth] -= 1.0
+    unary -= unary.min()
+    energy = GridPotts(unary, contrast_weights(truth[..., None] * 50.0), potts_weight=2.0)
+    optimum = run(AlphaExpansion(max_sweeps=20), energy).solution
+    start = optimum.copy()
+    start[optimum == 0] = 1  # undo label 0: its expansion, the sweep's first move, restores it
+    state = run(AlphaExpansion(max_sweeps=20), energy, start)
+    np.testing.assert_array_equal(state.solution, optimum)
+    assert state.iteration == 1 and state.converged
