@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the rows of docs/results.md (CPU). Usage: bash examples/results.sh <row> [methods...]
-# rows: horse_full horse_30 horse_clicks grabcut_real camvid
+# rows: horse_full horse_full_beta16 horse_30 horse_clicks grabcut_real camvid
 set -euo pipefail
 row=$1; shift
 methods=${*:-pce grid-tr grid-gd adm full}
@@ -8,8 +8,9 @@ common="--size 96 --width 8 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --see
 extra=""
 case $row in
   horse_full)   data="--dataset weizmann_horse --length 1.0 --limit 100" ;;
-  horse_30)     data="--dataset weizmann_horse --length 0.3 --limit 100" ;;
-  horse_clicks) data="--dataset weizmann_horse --supervision clicks --limit 100" ;;
+  horse_full_beta16) data="--dataset weizmann_horse --length 1.0 --limit 100"; extra="--trust-weight 16" ;;
+  horse_30)     data="--dataset weizmann_horse --length 0.3 --limit 100"; extra="--trust-weight 16" ;;
+  horse_clicks) data="--dataset weizmann_horse --supervision clicks --limit 100"; extra="--trust-weight 16" ;;
   grabcut_real) data="--dataset grabcut --supervision real"; extra="--width 16" ;;
   camvid)       data="--dataset camvid --limit 120 --eval-limit 60" ;;
   *) echo "unknown row $row"; exit 2 ;;
