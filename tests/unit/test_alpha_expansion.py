@@ -175,6 +175,27 @@ def test_bad_config():
         AlphaExpansion(label_order="sorted")
     with pytest.raises(ValueError, match="tolerance"):
         AlphaExpansion(tolerance=-1.0)
+    with pytest.raises(ValueError, match="exact_binary"):
+        AlphaExpansion(exact_binary="always")
+
+
+def test_exact_binary_cold_cuts_once_from_a_cold_start_and_expands_from_a_warm_start(monkeypatch):
+    import chainrule2.solvers.alpha_expansion as module
+
+    energy, truth = _noisy_energy(num_labels=2, potts_weight=1.5, seed=4)
+    cuts = []
+    real = module.binary_cut
+    monkeypatch.setattr(module, "binary_cut", lambda *a: cuts.append(1) or real(*a))
+    cold = run(AlphaExpansion(), energy)  # default "cold": the exact cut
+    assert cuts == [1] and cold.iteration == 1
+    assert cold.energy == run(AlphaExpansion(exact_binary=True), energy).energy
+    warm_start = np.where(np.arange(14)[None, :] < 6, 0, 1).repeat(12, 0)  # near the truth
+    warm = run(AlphaExpansion(), energy, warm_start)
+    assert cuts == [1, 1]  # (the exact_binary=True run above); none for the warm start
+    expanded = run(AlphaExpansion(exact_binary=False), energy, warm_start)
+    np.testing.assert_array_equal(warm.solution, expanded.solution)
+    assert warm.energy <= energy.value(warm_start)
+    assert run(AlphaExpansion(exact_binary=True), energy, warm_start).energy <= warm.energy
 
 
 def test_bad_initial():
