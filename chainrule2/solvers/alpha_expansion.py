@@ -339,19 +339,22 @@ class AlphaExpansion(DiscreteSubproblem):
         # energy is computed once per sweep, and a sweep that would raise it is undone.
         order = self._order(energy, state.iteration)
         last_change = -1  # index in ``order`` of the last move that changed the labelling
+        successes = 0
         for index, alpha in enumerate(order):
             accepted, labels, current = _try_move(energy, labels, current, alpha, maxflow, pairs, graph)
             if accepted:
-                last_change = index
+                last_change, successes = index, successes + 1
         # Early convergence proof (no change of result): a move tried after the sweep's last change
         # saw the final labelling and failed; the last changed label's own move cannot improve it
         # again (an α-expansion of an α-expansion of x is one of x). So if the labels tried before
         # the last change also fail now, the next sweep would change nothing: report convergence
         # now instead of spending a whole sweep to find out. Probed moves are never applied (the
         # solution and the next sweep are exactly those without the probe). Only worth it when
-        # the probe is short, and pointless on the last allowed sweep.
+        # the probe is short or the sweep changed little (one successful move: its change rarely
+        # enables the moves that failed before it), and pointless on the last allowed sweep.
         proven = False
-        if 0 < last_change <= len(order) // 2 and state.iteration + 1 < self.max_sweeps:
+        short = last_change <= len(order) // 2 or successes == 1
+        if last_change > 0 and short and state.iteration + 1 < self.max_sweeps:
             proven = all(
                 not _try_move(energy, labels, current, alpha, maxflow, pairs, graph)[0] for alpha in order[:last_change]
             )
