@@ -4,7 +4,7 @@
 set -euo pipefail
 row=$1; shift
 methods=${*:-pce grid-tr grid-gd adm full}
-common="--size 96 --width 8 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --seed 0 --data-seed 0 --no-progress"
+common="--size 96 --width 8 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --seed 0 --data-seed 0 --no-progress ${THREADS:+--threads $THREADS}"
 extra=""
 case $row in
   horse_full)   data="--dataset weizmann_horse --length 1.0 --limit 100" ;;

@@ -97,6 +97,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="training seed (init, order, augmentation)")
     p.add_argument("--data-seed", type=int, default=0, help="split and seed-synthesis seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>/<method>)")
     p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
@@ -121,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
     kwargs = {"width": args.width} if args.network == "unet" else {}
     import torch
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     net = build_network(args.network, 3, num_classes, weights=args.weights, **kwargs)
     crop = args.crop or args.size
