@@ -206,6 +206,35 @@ def bench_case(name: str, energy: GridPotts, warm: bool, args: argparse.Namespac
     return case
 
 
+def gil_during_maxflow(energy: GridPotts) -> dict:
+    """Whether PyMaxflow's ``maxflow()`` holds the GIL: a Python thread counts while one max-flow
+    runs, then for as long again; a held GIL stalls the count during the max-flow."""
+    import threading
+
+    from chainrule2.solvers.alpha_expansion import expansion_graph
+
+    graph, _ = expansion_graph(energy, energy.unary_argmin(), 0, import_maxflow())
+    count, done = [0], [False]
+
+    def spin() -> None:
+        while not done[0]:
+            count[0] += 1
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    time.sleep(0.2)
+    c0 = count[0]
+    t0 = time.perf_counter()
+    graph.maxflow()
+    seconds = time.perf_counter() - t0
+    c1 = count[0]
+    time.sleep(seconds)
+    c2 = count[0]
+    done[0] = True
+    thread.join()
+    return {"maxflow_seconds": seconds, "python_progress_during_vs_after": (c1 - c0) / max(1, c2 - c1)}
+
+
 def batch_speedup(energies: list[GridPotts], workers: int, repeats: int) -> dict:
     from chainrule2.solvers.base import solve_batch
     from chainrule2.solvers.parallel import ProcessBatchSolver, ThreadBatchSolver
@@ -289,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         while len(batch_energies) < 4:
             batch_energies = batch_energies + batch_energies
         result["batch"] = batch_speedup(batch_energies[:4], 2, max(1, args.repeats // 2))
+        result["batch"]["gil"] = gil_during_maxflow(batch_energies[0])
     if args.json:
         print(json.dumps(result, indent=1))
     else:
