@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduces the rows of docs/results.md (CPU). Usage: bash examples/results.sh <row> [methods...]
-# rows: horse_full horse_full_beta16 horse_30 horse_clicks grabcut_real camvid
+# rows: horse_full horse_full_beta16 horse_30 horse_clicks grabcut_real grabcut_long camvid
+# THREADS=1 (environment) sets --threads 1: much faster when the CPU is shared (rows other than horse_full*, grabcut_real used it)
 set -euo pipefail
 row=$1; shift
 methods=${*:-pce grid-tr grid-gd adm full}
@@ -12,7 +13,8 @@ case $row in
   horse_30)     data="--dataset weizmann_horse --length 0.3 --limit 100"; extra="--trust-weight 16" ;;
   horse_clicks) data="--dataset weizmann_horse --supervision clicks --limit 100"; extra="--trust-weight 16" ;;
   grabcut_real) data="--dataset grabcut --supervision real"; extra="--width 16" ;;
-  camvid)       data="--dataset camvid --limit 120 --eval-limit 60" ;;
+  grabcut_long) data="--dataset grabcut --supervision real"; extra="--width 16 --epochs 40 --warmup-epochs 40 --stage-a-every 10 --trust-weight 16" ;;
+  camvid)       data="--dataset camvid --limit 120 --eval-limit 60"; extra="--trust-weight 16" ;;
   *) echo "unknown row $row"; exit 2 ;;
 esac
 for m in $methods; do
