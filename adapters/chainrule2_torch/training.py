@@ -68,7 +68,8 @@ class TrainConfig:
     epochs : int
         Epochs after the warm-up.
     warmup_epochs : int
-        PCE warm-up epochs (all weakly supervised methods share it; ``full`` trains on masks throughout).
+        PCE warm-up epochs (all weakly supervised methods share it); ``full`` trains on the masks for
+        ``warmup_epochs + epochs`` epochs (the same total), with no warm-up.
     stage_a_every : int
         Stage-A period in epochs (paper: 5).
     batch_size, crop_size, scale_range :
@@ -394,7 +395,7 @@ def train(
     augment = Augmentation(crop_size=tuple(config.crop_size), scale_range=tuple(config.scale_range))
     per_epoch = math.ceil(len(train_samples) / config.batch_size)
     warmup = 0 if config.method == "full" else config.warmup_epochs
-    total = warmup + config.epochs
+    total = config.warmup_epochs + config.epochs  # the same number of epochs for every method
     cache = StageACache(out / "stage_a")
     metrics_path = out / "metrics.jsonl"
     ckpt_path = out / "last.pt"
@@ -402,7 +403,7 @@ def train(
     def make_fitter(phase: str) -> OptimizerFitter:
         lr = (config.warmup_lr or config.lr) if phase == "pce" else config.lr
         opt = _make_optimizer(config, network.parameters(), lr)
-        n_epochs = warmup if phase == "pce" else config.epochs
+        n_epochs = warmup if phase == "pce" else total - warmup
         iters = max(1, n_epochs * per_epoch)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / iters) ** 0.9)
         return OptimizerFitter(opt, _objective(config, phase, num_classes), steps=1, scheduler=sched)
