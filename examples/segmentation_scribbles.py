@@ -7,7 +7,7 @@ Quick demo (generated data, no download, a few minutes on a CPU)::
 
 A results-table row (see docs/results.md)::
 
-    python examples/segmentation_scribbles.py --dataset weizmann_horse --method grid-tr --size 96 \\
+    python examples/segmentation_scribbles.py --dataset weizmann_horse --method grid-tr --size 96 --threads 1 \\
         --epochs 6 --warmup-epochs 6 --seed 0 --out runs/horse/grid-tr \\
         --warmup-checkpoint runs/horse/warmup.pt
 
