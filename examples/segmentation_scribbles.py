@@ -106,14 +106,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.demo:
-        args.dataset = "demo"
-        defaults = {"size": 96, "limit": 48, "epochs": 10, "warmup_epochs": 10, "stage_a_every": 2, "width": 16,
-                    "trust_weight": 16.0}  # fmt: skip
-        if args.threads is None:
-            args.threads = 1  # predictable and fast on shared CPUs
-        for key, value in defaults.items():
-            if getattr(args, key) == p.get_default(key):
-                setattr(args, key, value)
+        # The demo's defaults replace the normal ones; options given on the command line still win.
+        p.set_defaults(dataset="demo", size=96, limit=48, epochs=10, warmup_epochs=10, stage_a_every=2, width=16,
+                       trust_weight=16.0, threads=1)  # fmt: skip
+        args = p.parse_args(argv)
     if args.out is None:
         args.out = f"runs/{args.dataset}/{args.method}"
     return args

@@ -15,9 +15,10 @@ import json
 import numpy as np
 import torch
 from chainrule2_torch import data
+from chainrule2_torch.data import confusion_matrix
 from chainrule2_torch.model import TorchModel
 from chainrule2_torch.networks import UNet
-from chainrule2_torch.training import confusion, miou, predict_labels, to_inputs
+from chainrule2_torch.training import miou, predict_labels, to_inputs
 
 from chainrule2.base import Batch, Composite
 from chainrule2.divergences import CrossEntropy
@@ -55,7 +56,7 @@ def main() -> None:
     net.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=False)["model"])
     model = TorchModel(net)
     preds = predict_labels(model, val)
-    result = {"network_val_miou": miou(sum(confusion(preds[s.id], s.mask, 2) for s in val))[0]}
+    result = {"network_val_miou": miou(sum(confusion_matrix(preds[s.id], s.mask, 2) for s in val))[0]}
     logits = {s.id: model.predict(to_inputs([s.image])) for s in val}
     loss = ScribblePotts(potts_weight=args.potts_weight)
     for beta in args.betas:
@@ -63,7 +64,7 @@ def main() -> None:
         conf = 0
         for s in val:
             batch = Batch(None, s.seeds[None].astype(np.int64), s.image[None].astype(np.float64), (s.id,))
-            conf = conf + confusion(tr.propose(Composite(loss, _Fixed(logits[s.id])), batch).targets[0], s.mask, 2)
+            conf = conf + confusion_matrix(tr.propose(Composite(loss, _Fixed(logits[s.id])), batch).targets[0], s.mask, 2)
         result[f"stage_a_val_miou_beta_{beta:g}"] = miou(conf)[0]
     print(json.dumps(result, indent=1))
 

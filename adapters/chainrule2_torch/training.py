@@ -35,13 +35,14 @@ import torch
 from chainrule2.base import Batch, Composite
 from chainrule2.constants import PADDING
 from chainrule2.divergences import CrossEntropy, RobustCrossEntropy, SeedAwareObjective
+from chainrule2_torch.data import Augmentation, NoSeedsWarning, confusion_matrix, scores, write_panel
 from chainrule2_torch.fitters import OptimizerFitter
 from chainrule2_torch.model import TorchModel
 from chainrule2_torch.objectives import FullCrossEntropy, PartialCrossEntropy, RelaxedPottsObjective
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "METHODS", "train", "evaluate", "confusion", "miou", "default_error_prob", "to_inputs"]
+__all__ = ["TrainConfig", "METHODS", "train", "evaluate", "miou", "default_error_prob", "to_inputs"]
 
 METHODS = ("pce", "grid-gd", "adm", "grid-tr", "full")
 TR_METHODS = ("adm", "grid-tr")
@@ -130,19 +131,10 @@ def to_inputs(images: Sequence[np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def confusion(pred: np.ndarray, mask: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion matrix ``(C, C)`` (rows = truth) over pixels whose mask is a class (254/255 ignored)."""
-    valid = mask < num_classes
-    idx = mask[valid].astype(np.int64) * num_classes + pred[valid].astype(np.int64)
-    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
-
-
 def miou(conf: np.ndarray) -> tuple[float, list[float]]:
     """mIoU (×100) over the classes present in truth or prediction, and the per-class IoU (nan if absent)."""
-    inter = np.diag(conf).astype(np.float64)
-    union = conf.sum(0) + conf.sum(1) - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), np.nan)
-    return float(np.nanmean(iou) * 100) if np.any(union > 0) else float("nan"), [float(v) for v in iou]
+    result = scores(conf)
+    return result.miou * 100, [float(v) for v in result.iou]
 
 
 def _group_by_shape(samples: Sequence[Any], batch_size: int) -> list[list[int]]:
@@ -171,7 +163,7 @@ def evaluate(model: TorchModel, samples: Sequence[Any], num_classes: int, batch_
     if not samples:
         return {"miou": float("nan"), "iou": [], "images": 0}
     preds = predict_labels(model, samples, batch_size)
-    conf = sum(confusion(preds[s.id], np.asarray(s.mask), num_classes) for s in samples)
+    conf = sum(confusion_matrix(preds[s.id], np.asarray(s.mask), num_classes) for s in samples)
     m, per_class = miou(conf)
     return {"miou": m, "iou": per_class, "images": len(samples)}
 
@@ -297,7 +289,7 @@ def run_stage_a(
         for s, labels in zip(items, proposal.targets, strict=True):
             cache.put(s.id, labels)
             if s.mask is not None:
-                c = confusion(np.asarray(labels), np.asarray(s.mask), s.num_classes)
+                c = confusion_matrix(np.asarray(labels), np.asarray(s.mask), s.num_classes)
                 conf = c if conf is None else conf + c
     result = {"stage_a_predict_s": predict_s, "stage_a_solve_s": solve_s}
     if conf is not None:
@@ -322,8 +314,6 @@ def _collate(samples: Sequence[Any], pseudo: Sequence[np.ndarray | None]) -> tup
 
 
 def _usable(samples: Sequence[Any], method: str) -> list[Any]:
-    from chainrule2_torch.data import NoSeedsWarning
-
     out = []
     for s in samples:
         if method == "full":
@@ -390,8 +380,6 @@ def train(
             )
     rng = seed_everything(config.seed)
     model = TorchModel(network, device=device)
-    from chainrule2_torch.data import Augmentation
-
     augment = Augmentation(crop_size=tuple(config.crop_size), scale_range=tuple(config.scale_range))
     per_epoch = math.ceil(len(train_samples) / config.batch_size)
     warmup = 0 if config.method == "full" else config.warmup_epochs
@@ -514,7 +502,7 @@ def train(
         conf = None
         for s in train_samples:
             if s.mask is not None and cache.get(s.id) is not None:
-                c = confusion(cache.get(s.id), np.asarray(s.mask), num_classes)
+                c = confusion_matrix(cache.get(s.id), np.asarray(s.mask), num_classes)
                 conf = c if conf is None else conf + c
         if conf is not None:
             final["pseudo_miou"] = miou(conf)[0]
@@ -548,8 +536,6 @@ def write_panels(
     model: TorchModel, samples: Sequence[Any], cache: StageACache | None, path: Path, num_classes: int
 ) -> None:
     """One PNG panel per item (``<path stem>_<id>.png``): image, seeds, stage-A labels, prediction, truth."""
-    from chainrule2_torch.data import write_panel
-
     if not samples:
         return
     preds = predict_labels(model, samples)
@@ -557,6 +543,6 @@ def write_panels(
         pseudo = cache.get(s.id) if cache is not None else None
         caption = s.id
         if s.mask is not None:
-            caption += f"  mIoU {miou(confusion(preds[s.id], np.asarray(s.mask), num_classes))[0]:.1f}"
+            caption += f"  mIoU {miou(confusion_matrix(preds[s.id], np.asarray(s.mask), num_classes))[0]:.1f}"
         write_panel(path.parent / f"{path.stem}_{s.id}.png", np.asarray(s.image), s.seeds, pseudo, preds[s.id], s.mask,
                     num_classes=num_classes, caption=caption)  # fmt: skip
