@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from array_api_compat import array_namespace, is_numpy_array
+import numpy as np
+from array_api_compat import array_namespace
 
 from chainrule2.constants import IGNORED_LABELS
 
@@ -52,9 +53,16 @@ def check_labels(labels: Any, num_classes: int, name: str = "labels", allow_igno
         raise ValueError(f"{name}: expected labels in {allowed}, got {int(bad[0])}")
 
 
-def check_same_shape(a: Any, b: Any, name_a: str, name_b: str) -> None:
-    if _shape(a) != _shape(b):
-        raise ValueError(f"{name_b}: expected shape {_shape(a)} to match {name_a}, got {_shape(b)}")
+def check_labelling(labels: Any, shape: tuple[int, ...], num_labels: int, name: str = "labels") -> Any:
+    """A host labelling of ``shape`` with integer values in [0, num_labels) (returned as a numpy array)."""
+    labels = np.asarray(labels)
+    if labels.shape != tuple(shape):
+        raise ValueError(f"{name}: expected labels of shape {tuple(shape)}, got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}")
+    if labels.size and (labels.min() < 0 or labels.max() >= num_labels):
+        raise ValueError(f"{name}: expected labels in [0, {num_labels}), got {int(labels.min())}..{int(labels.max())}")
+    return labels
 
 
 def check_positive(value: Any, name: str, allow_zero: bool = False) -> float:
@@ -80,7 +88,3 @@ def check_choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {choices}, got {value!r}")
     return value
-
-
-def is_host(x: Any) -> bool:
-    return is_numpy_array(x)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from chainrule2._validation import check_labelling
 from chainrule2.constants import IGNORED_LABELS, PADDING
 
 
@@ -87,11 +88,7 @@ class ChainPotts:
         return self.seeds < self.num_labels
 
     def value(self, solution: np.ndarray) -> float:
-        x = np.asarray(solution)
-        if x.shape != self.shape or not np.issubdtype(x.dtype, np.integer):
-            raise ValueError(f"solution: expected integer labels of shape {self.shape}, got {x.dtype} {x.shape}")
-        if x.size and (x.min() < 0 or x.max() >= self.num_labels):
-            raise ValueError(f"solution: expected labels in [0, {self.num_labels})")
+        x = check_labelling(solution, self.shape, self.num_labels, "solution")
         clamped = self.seed_mask()
         if clamped.any() and np.any(x[clamped] != self.seeds[clamped]):
             return float("inf")

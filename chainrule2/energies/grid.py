@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from chainrule2._validation import check_labelling
 from chainrule2.constants import PADDING, UNLABELED
 
 N4_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
@@ -378,16 +379,7 @@ class GridPotts:
 
     # --- value -------------------------------------------------------------------------------
     def check_labels(self, labels: Any, name: str = "labels") -> np.ndarray:
-        labels = np.asarray(labels)
-        if labels.shape != self.shape:
-            raise ValueError(f"{name}: expected labels of shape {self.shape}, got {labels.shape}")
-        if not np.issubdtype(labels.dtype, np.integer):
-            raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}")
-        if labels.size and (labels.min() < 0 or labels.max() >= self.num_labels):
-            raise ValueError(
-                f"{name}: expected labels in [0, {self.num_labels}), got {int(labels.min())}..{int(labels.max())}"
-            )
-        return labels
+        return check_labelling(labels, self.shape, self.num_labels, name)
 
     def feasible(self, labels: np.ndarray) -> bool:
         """Whether ``labels`` respects the clamped seeds and the allowed labels (padding pixels are free)."""

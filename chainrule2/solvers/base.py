@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from chainrule2._validation import check_logits, check_positive
+from chainrule2._validation import check_labelling, check_logits, check_positive
 from chainrule2.base import Batch, Energy, SolverState, Subproblem
 
 
@@ -57,14 +57,5 @@ class DiscreteSubproblem:
 
 
 def check_initial_labels(initial: Any, energy: Energy, name: str = "initial") -> np.ndarray:
-    """A copy of a warm-start labelling after checking its shape, dtype and range."""
-    initial = np.asarray(initial)
-    if initial.shape != tuple(energy.shape):
-        raise ValueError(f"{name}: expected labels of shape {tuple(energy.shape)}, got {initial.shape}")
-    if not np.issubdtype(initial.dtype, np.integer):
-        raise TypeError(f"{name}: expected integer labels, got {initial.dtype}")
-    if initial.size and (initial.min() < 0 or initial.max() >= energy.num_labels):
-        raise ValueError(
-            f"{name}: expected labels in [0, {energy.num_labels}), got {int(initial.min())}..{int(initial.max())}"
-        )
-    return initial.astype(np.int64, copy=True)
+    """An int64 copy of a warm-start labelling after checking its shape, dtype and range."""
+    return check_labelling(initial, energy.shape, energy.num_labels, name).astype(np.int64, copy=True)

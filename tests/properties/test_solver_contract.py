@@ -32,7 +32,6 @@ REGISTRY = {
         _grid_energies,
     ),
     "ICM": (lambda: [solvers.ICM()], _grid_energies),
-    "MeanField": (lambda: [solvers.MeanField()], _grid_energies),
 }
 
 
