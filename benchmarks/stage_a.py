@@ -168,8 +168,10 @@ def warm_start(energy: GridPotts) -> np.ndarray:
     (one expansion sweep on the unary with 10 % noise)."""
     rng = np.random.default_rng(1)
     noisy = GridPotts(
-        energy.unary * rng.uniform(0.9, 1.1, energy.unary.shape), energy.weights,
-        potts_weight=energy.potts_weight, edge_scale=energy.edge_scale,
+        energy.unary * rng.uniform(0.9, 1.1, energy.unary.shape),
+        energy.weights,
+        potts_weight=energy.potts_weight,
+        edge_scale=energy.edge_scale,
     )
     return run(AlphaExpansion(max_sweeps=2), noisy).solution
 
@@ -201,8 +203,14 @@ def bench_case(name: str, energy: GridPotts, warm: bool, args: argparse.Namespac
         "energy_ratio_vs_gco": e_ours / e_gco if e_gco else (1.0 if e_ours == 0 else math.inf),
         "single_maxflow_seconds": single_maxflow_seconds(energy),
     }
-    logger.info("%s: ours %.3fs gco %.3fs ratio %.2f energy ratio %.8f", case["name"], case["seconds"]["median"],
-                case["gco_seconds"]["median"], case["time_ratio_vs_gco"], case["energy_ratio_vs_gco"])
+    logger.info(
+        "%s: ours %.3fs gco %.3fs ratio %.2f energy ratio %.8f",
+        case["name"],
+        case["seconds"]["median"],
+        case["gco_seconds"]["median"],
+        case["time_ratio_vs_gco"],
+        case["energy_ratio_vs_gco"],
+    )
     return case
 
 
@@ -300,8 +308,11 @@ def main(argv: list[str] | None = None) -> int:
                 for kind in ("colour", "smooth"):
                     if kind == "smooth" and (num_labels not in (2, 5) or size == "full"):
                         continue  # random fields: a spot check at 513 only
-                    unary = (colour_unary(img, scr, num_labels, rng) if kind == "colour"
-                             else smooth_unary(img.shape[:2], num_labels, rng))
+                    unary = (
+                        colour_unary(img, scr, num_labels, rng)
+                        if kind == "colour"
+                        else smooth_unary(img.shape[:2], num_labels, rng)
+                    )
                     energy = make_energy(img, unary)
                     tag = f"{name} {size} {kind} L={num_labels}"
                     for warm in (False, True):
@@ -323,9 +334,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=1))
     else:
         for c in cases:
-            print(f"{c['name']:<40} {c['height']}x{c['width']} ours {c['seconds']['median']:.3f}s "
-                  f"gco {c['gco_seconds']['median']:.3f}s ratio {c['time_ratio_vs_gco']:.2f} "
-                  f"energy ratio {c['energy_ratio_vs_gco']:.8f}")
+            print(
+                f"{c['name']:<40} {c['height']}x{c['width']} ours {c['seconds']['median']:.3f}s "
+                f"gco {c['gco_seconds']['median']:.3f}s ratio {c['time_ratio_vs_gco']:.2f} "
+                f"energy ratio {c['energy_ratio_vs_gco']:.8f}"
+            )
     return 0
 
 

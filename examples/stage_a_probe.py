@@ -14,17 +14,17 @@ import json
 
 import numpy as np
 import torch
-from chainrule2_torch import data
-from chainrule2_torch.data import confusion_matrix
-from chainrule2_torch.model import TorchModel
-from chainrule2_torch.networks import UNet
-from chainrule2_torch.training import miou, predict_labels, to_inputs
 
 from chainrule2.base import Batch, Composite
 from chainrule2.divergences import CrossEntropy
 from chainrule2.losses import ScribblePotts
 from chainrule2.solvers import AlphaExpansion
 from chainrule2.trust_region import TrustRegion
+from chainrule2_torch import data
+from chainrule2_torch.data import confusion_matrix
+from chainrule2_torch.model import TorchModel
+from chainrule2_torch.networks import UNet
+from chainrule2_torch.training import miou, predict_labels, to_inputs
 
 
 class _Fixed:
@@ -64,7 +64,9 @@ def main() -> None:
         conf = 0
         for s in val:
             batch = Batch(None, s.seeds[None].astype(np.int64), s.image[None].astype(np.float64), (s.id,))
-            conf = conf + confusion_matrix(tr.propose(Composite(loss, _Fixed(logits[s.id])), batch).targets[0], s.mask, 2)
+            conf = conf + confusion_matrix(
+                tr.propose(Composite(loss, _Fixed(logits[s.id])), batch).targets[0], s.mask, 2
+            )
         result[f"stage_a_val_miou_beta_{beta:g}"] = miou(conf)[0]
     print(json.dumps(result, indent=1))
 

@@ -86,9 +86,7 @@ def _check_padding(padding_mask: Any, shape: tuple[int, int]) -> np.ndarray | No
     return padding_mask.astype(bool)
 
 
-def contrast_sigma2(
-    image: Any, neighbourhood: int = 8, padding_mask: Any = None
-) -> float:
+def contrast_sigma2(image: Any, neighbourhood: int = 8, padding_mask: Any = None) -> float:
     """σ² = the mean of ‖I_p − I_q‖² (summed over channels) over all neighbour pairs; 1 if that is 0."""
     img = _as_image(image)
     offsets = neighbourhood_offsets(neighbourhood)
@@ -281,9 +279,7 @@ class GridPotts:
                 raise TypeError(f"seeds: expected an integer dtype, got {seeds.dtype}")
             bad = ~((seeds >= 0) & (seeds < num_labels) | (seeds == UNLABELED) | (seeds == PADDING))
             if bad.any():
-                raise ValueError(
-                    f"seeds: expected labels in [0, {num_labels}) or 254/255, got {int(seeds[bad][0])}"
-                )
+                raise ValueError(f"seeds: expected labels in [0, {num_labels}) or 254/255, got {int(seeds[bad][0])}")
             seeds = seeds.astype(np.int64)
             seeds.setflags(write=False)
         seed_penalty = None if self.seed_penalty is None else _check_weight(self.seed_penalty, "seed_penalty")
@@ -291,7 +287,9 @@ class GridPotts:
         if self.allowed_labels is not None:
             allowed = tuple(sorted({int(a) for a in self.allowed_labels}))
             if not allowed or allowed[0] < 0 or allowed[-1] >= num_labels:
-                raise ValueError(f"allowed_labels: expected a non-empty set of labels in [0, {num_labels}), got {allowed}")
+                raise ValueError(
+                    f"allowed_labels: expected a non-empty set of labels in [0, {num_labels}), got {allowed}"
+                )
             if seeds is not None:
                 present = set(np.unique(seeds[seeds < num_labels]).tolist())
                 missing = sorted(present - set(allowed))

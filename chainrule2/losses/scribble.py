@@ -187,7 +187,9 @@ class ScribblePotts:
         num_labels = int(probs.shape[-1])
         seeds_np = np.asarray(seeds).astype(np.int64)
         if seeds_np.shape != tuple(probs.shape[:-1]):
-            raise ValueError(f"seeds: expected shape {tuple(probs.shape[:-1])} (probs without the class axis), got {seeds_np.shape}")
+            raise ValueError(
+                f"seeds: expected shape {tuple(probs.shape[:-1])} (probs without the class axis), got {seeds_np.shape}"
+            )
         is_seed = (seeds_np >= 0) & (seeds_np < num_labels)
         onehot = (seeds_np[..., None] == np.arange(num_labels)) & is_seed[..., None]
         count = is_seed.reshape(is_seed.shape[0], -1).sum(axis=1)

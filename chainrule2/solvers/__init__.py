@@ -7,4 +7,14 @@ from chainrule2.solvers.gradient_step import GradientStep
 from chainrule2.solvers.icm import ICM
 from chainrule2.solvers.parallel import ProcessBatchSolver, ThreadBatchSolver
 
-__all__ = ["AlphaExpansion", "ChainViterbi", "DiscreteSubproblem", "GradientStep", "ICM", "ProcessBatchSolver", "ThreadBatchSolver", "run", "solve_batch"]
+__all__ = [
+    "AlphaExpansion",
+    "ChainViterbi",
+    "DiscreteSubproblem",
+    "GradientStep",
+    "ICM",
+    "ProcessBatchSolver",
+    "ThreadBatchSolver",
+    "run",
+    "solve_batch",
+]

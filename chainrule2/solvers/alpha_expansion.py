@@ -154,7 +154,9 @@ def expansion_graph(
     return graph, free
 
 
-def expansion_graph_full(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None) -> tuple[Any, Any, float]:
+def expansion_graph_full(
+    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any = None
+) -> tuple[Any, Any, float]:
     """Reference construction: the α-expansion graph over every pixel of the grid (one node per pixel).
 
     Slower than :func:`expansion_graph` (it has nodes for fixed pixels and zero-capacity edges);
@@ -184,7 +186,9 @@ def expansion_graph_full(energy: GridPotts, labels: np.ndarray, alpha: int, maxf
         t[dst] -= e10
         cap = np.zeros((h, w), dtype=np.float64)
         cap[src] = c * (na_p.astype(np.int8) + na_q.astype(np.int8) - ne.astype(np.int8))
-        graph.add_grid_edges(ids, weights=check_capacities(cap, "edge capacity"), structure=_structure(offset), symmetric=False)
+        graph.add_grid_edges(
+            ids, weights=check_capacities(cap, "edge capacity"), structure=_structure(offset), symmetric=False
+        )
     clamped = energy.clamped
     if clamped.any():
         big = 1.0 + 2.0 * (np.abs(t).sum() + 2.0 * costs.sum())
@@ -210,15 +214,19 @@ def binary_cut(energy: GridPotts, first: int, second: int, maxflow: Any = None) 
     graph = maxflow.GraphFloat(h * w, len(energy.offsets) * h * w)
     ids = graph.add_grid_nodes((h, w))
     for k, offset in enumerate(energy.offsets):
-        graph.add_grid_edges(ids, weights=check_capacities(costs[k], "edge capacity"), structure=_structure(offset),
-                             symmetric=True)
+        graph.add_grid_edges(
+            ids, weights=check_capacities(costs[k], "edge capacity"), structure=_structure(offset), symmetric=True
+        )
     clamped = energy.clamped
     if clamped.any():
         big = 1.0 + 2.0 * (np.abs(t).sum() + 2.0 * costs.sum())
         t[clamped & (energy.seeds == first)] = big
         t[clamped & (energy.seeds == second)] = -big
-    graph.add_grid_tedges(ids, check_capacities(np.maximum(t, 0.0), "source capacity"),
-                          check_capacities(np.maximum(-t, 0.0), "sink capacity"))
+    graph.add_grid_tedges(
+        ids,
+        check_capacities(np.maximum(t, 0.0), "source capacity"),
+        check_capacities(np.maximum(-t, 0.0), "sink capacity"),
+    )
     graph.maxflow()
     return np.where(graph.get_grid_segments(ids), second, first).astype(np.int64)
 

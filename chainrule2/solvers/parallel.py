@@ -73,7 +73,9 @@ class ProcessBatchSolver:
         while self._pool:
             self._pool.pop().shutdown()
 
-    def __call__(self, solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None) -> list[SolverState]:
+    def __call__(
+        self, solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None
+    ) -> list[SolverState]:
         items = _items(energies, initials)
         if self.workers == 1 or len(items) <= 1:
             return [run(solver, energy, initial) for energy, initial in items]
@@ -93,7 +95,9 @@ class ThreadBatchSolver:
     def __post_init__(self) -> None:
         check_int(self.workers, "workers", minimum=1)
 
-    def __call__(self, solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None) -> list[SolverState]:
+    def __call__(
+        self, solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None
+    ) -> list[SolverState]:
         items = _items(energies, initials)
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(_solve_one, [(solver, e, i) for e, i in items]))

@@ -15,13 +15,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("maxflow")
 
-from chainrule2_torch import OptimizerFitter, TorchModel  # noqa: E402
-
 import chainrule2 as cr  # noqa: E402
 from chainrule2.divergences import CrossEntropy, SeedAwareObjective, Squared, log_softmax  # noqa: E402
 from chainrule2.losses import ScribblePotts  # noqa: E402
 from chainrule2.solvers import AlphaExpansion, GradientStep  # noqa: E402
 from chainrule2.testing import brute_force_minimum  # noqa: E402
+from chainrule2_torch import OptimizerFitter, TorchModel  # noqa: E402
 
 
 def _network(num_labels: int, seed: int) -> torch.nn.Module:

@@ -7,6 +7,9 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
+from chainrule2.base import Batch
 from chainrule2_torch.data import (
     Augmentation,
     NoSeedsWarning,
@@ -27,9 +30,6 @@ from chainrule2_torch.data import (
     voc_palette,
     write_panel,
 )
-from PIL import Image
-
-from chainrule2.base import Batch
 
 
 def _sample(h: int = 16, w: int = 20, name: str = "a") -> Sample:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainrule2_torch.data import NoSeedsWarning, Sample, read_folder, read_image, read_labels, to_rgb
 from PIL import Image
+
+from chainrule2_torch.data import NoSeedsWarning, Sample, read_folder, read_image, read_labels, to_rgb
 
 
 def _folder(root, n=2, size=(16, 20)):

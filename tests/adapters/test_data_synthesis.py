@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from chainrule2_torch.data import synthesize_clicks, synthesize_scribbles
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
+
+from chainrule2_torch.data import synthesize_clicks, synthesize_scribbles
 
 
 @st.composite

@@ -3,10 +3,10 @@ import copy
 import numpy as np
 import pytest
 import torch
-from chainrule2_torch import LearnedErrorRobustCE, OptimizerFitter, TorchModel
 
 from chainrule2.base import Batch, FitReport, Fitter
 from chainrule2.divergences import CrossEntropy, RobustCrossEntropy, SeedAwareObjective
+from chainrule2_torch import LearnedErrorRobustCE, OptimizerFitter, TorchModel
 
 
 def make(device, steps=5, **kw):

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import torch
-from chainrule2_torch import TorchModel
 
 from chainrule2.base import Composite, Model
+from chainrule2_torch import TorchModel
 
 
 class Net(torch.nn.Module):

@@ -1,5 +1,6 @@
 import pytest
 import torch
+
 from chainrule2_torch.networks import DeepLabV3Plus, UNet, build_network
 
 

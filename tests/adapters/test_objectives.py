@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
-from chainrule2_torch.objectives import FullCrossEntropy, PartialCrossEntropy, RelaxedPottsObjective
 
 from chainrule2.base import Batch
 from chainrule2.losses import ScribblePotts
+from chainrule2_torch.objectives import FullCrossEntropy, PartialCrossEntropy, RelaxedPottsObjective
 
 
 def _batch(rng, n=2, h=6, w=7, c=3):

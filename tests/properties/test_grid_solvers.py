@@ -116,7 +116,9 @@ def test_permuting_label_ids_permutes_the_solution(data, energy):
         weights=energy.weights,
         offsets=energy.offsets,
         potts_weight=energy.potts_weight,
-        seeds=None if energy.seeds is None else np.where(energy.seeds < num_labels, perm[np.minimum(energy.seeds, num_labels - 1)], energy.seeds),
+        seeds=None
+        if energy.seeds is None
+        else np.where(energy.seeds < num_labels, perm[np.minimum(energy.seeds, num_labels - 1)], energy.seeds),
         seed_penalty=energy.seed_penalty,
         allowed_labels=None if energy.allowed_labels is None else tuple(int(perm[a]) for a in energy.allowed_labels),
     )
@@ -190,8 +192,12 @@ def test_free_pixel_graph_matches_full_grid_on_random_photolike_problems():
         image = rng.random((h, w, 3)) * 255
         seeds = np.full((h, w), 255, dtype=np.int64)
         seeds[rng.random((h, w)) < 0.05] = rng.integers(0, num_labels)
-        energy = GridPotts(rng.random((h, w, num_labels)) * 3, contrast_weights(image), potts_weight=1.5,
-                           seeds=seeds if trial % 2 else None)
+        energy = GridPotts(
+            rng.random((h, w, num_labels)) * 3,
+            contrast_weights(image),
+            potts_weight=1.5,
+            seeds=seeds if trial % 2 else None,
+        )
         labels = energy.project(rng.integers(0, num_labels, (h, w)))
         for alpha in range(num_labels):
             new, _, delta = _move(energy, labels, alpha, import_maxflow())
@@ -206,8 +212,9 @@ def test_free_pixel_graph_matches_full_grid_on_random_photolike_problems():
 def test_early_convergence_is_proven(data, energy):
     """When a sweep reports convergence (possibly proven by probing the labels before its last
     change, without a confirming sweep), one more sweep changes nothing."""
-    solver = AlphaExpansion(max_sweeps=20, exact_binary=False,
-                            label_order=data.draw(st.sampled_from(("fixed", "random"))), seed=1)
+    solver = AlphaExpansion(
+        max_sweeps=20, exact_binary=False, label_order=data.draw(st.sampled_from(("fixed", "random"))), seed=1
+    )
     initial = data.draw(st.one_of(st.none(), grid_labels(energy)))
     state = run(solver, energy, initial)
     assert state.converged

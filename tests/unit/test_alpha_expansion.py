@@ -77,10 +77,7 @@ def test_expansion_move_is_the_optimal_binary_move():
     energy, _ = _noisy_energy(h=2, w=4, num_labels=3, seed=5)
     labels = np.array([[0, 1, 2, 0], [2, 2, 1, 0]])
     moved = expansion_move(energy, labels, 1)
-    best = min(
-        energy.value(np.where(np.array(m).reshape(2, 4), 1, labels))
-        for m in np.ndindex(*(2,) * 8)
-    )
+    best = min(energy.value(np.where(np.array(m).reshape(2, 4), 1, labels)) for m in np.ndindex(*(2,) * 8))
     assert energy.value(moved) == pytest.approx(best, rel=1e-12)
     assert labels.tolist() == [[0, 1, 2, 0], [2, 2, 1, 0]]  # not mutated
 
@@ -155,7 +152,9 @@ def test_through_the_loss_and_the_mixin():
     seeds[:, 0, 0], seeds[:, -1, -1] = 0, 3
     logits = rng.normal(size=(2, 6, 7, 4))
     solver = AlphaExpansion()
-    energies = solver.energies(ScribblePotts(potts_weight=100.0), logits, Batch(logits, seeds, images), CrossEntropy(), 0.05)
+    energies = solver.energies(
+        ScribblePotts(potts_weight=100.0), logits, Batch(logits, seeds, images), CrossEntropy(), 0.05
+    )
     assert len(energies) == 2 and energies[0].allowed_labels == (0, 3)
     for e in energies:
         state = run(solver, e)

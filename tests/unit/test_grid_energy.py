@@ -93,7 +93,9 @@ def test_clamped_seeds_and_penalty():
     x = np.array([[1, 0], [0, 0]])
     assert np.isfinite(e.value(x))
     soft = _energy(2, 2, seeds=seeds, seed_penalty=10.0)
-    assert soft.value(np.zeros((2, 2), int)) == pytest.approx(soft.value(x) - _pairwise_diff(soft, x) + 10.0 + _unary_diff(soft))
+    assert soft.value(np.zeros((2, 2), int)) == pytest.approx(
+        soft.value(x) - _pairwise_diff(soft, x) + 10.0 + _unary_diff(soft)
+    )
 
 
 def _pairwise_diff(e, x):
