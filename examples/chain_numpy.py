@@ -39,7 +39,7 @@ def make_chains(
     num_classes: int = 3,
     num_features: int = 2,
     mean_run: float = 40.0,
-    noise: float = 2.0,
+    noise: float = 1.2,
     seeds_per_chain: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Signal (N, n, F), ground truth (N, n), seeds (N, n) with 255 on unlabeled nodes."""
