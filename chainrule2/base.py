@@ -54,6 +54,8 @@ class SolverState(NamedTuple):
     """State of a stage-A solver on one energy.
 
     ``trace`` holds the energy after init and after every step, so ``trace[-1] == energy``.
+    ``memo`` is the solver's own immutable bookkeeping between steps (``None`` for most solvers;
+    e.g. the labels whose expansion move is known to fail on ``solution``).
     """
 
     solution: Any
@@ -61,6 +63,7 @@ class SolverState(NamedTuple):
     trace: tuple[float, ...]
     iteration: int
     converged: bool
+    memo: Any = None
 
 
 @runtime_checkable

@@ -345,35 +345,24 @@ class AlphaExpansion(DiscreteSubproblem):
         # Each move is judged by the energy change the flow predicts (flow − cost of keeping every
         # label); only changes inside its float-error band are re-evaluated exactly. The exact
         # energy is computed once per sweep, and a sweep that would raise it is undone.
-        order = self._order(energy, state.iteration)
-        last_change = -1  # index in ``order`` of the last move that changed the labelling
-        successes = 0
-        for index, alpha in enumerate(order):
+        #
+        # ``failing``: labels whose move is known to fail on the current labelling. A move that
+        # failed fails again until the labelling changes, and the label just expanded cannot gain
+        # from expanding again (an α-expansion of an α-expansion of x is one of x). Skipping them
+        # saves max-flows without changing any result; it carries over to the next sweep in
+        # ``memo``, and a sweep that ends with every label failing has converged.
+        failing = set(state.memo or ())
+        for alpha in self._order(energy, state.iteration):
+            if alpha in failing:
+                continue
             accepted, labels, current = _try_move(energy, labels, current, alpha, maxflow, pairs, graph)
-            if accepted:
-                last_change, successes = index, successes + 1
-        # Early convergence proof (no change of result): a move tried after the sweep's last change
-        # saw the final labelling and failed; the last changed label's own move cannot improve it
-        # again (an α-expansion of an α-expansion of x is one of x). So if the labels tried before
-        # the last change also fail now, the next sweep would change nothing: report convergence
-        # now instead of spending a whole sweep to find out. Probed moves are never applied (the
-        # solution and the next sweep are exactly those without the probe). Only worth it when
-        # the probe is short or the sweep changed little (one successful move: its change rarely
-        # enables the moves that failed before it), and pointless on the last allowed sweep.
-        proven = False
-        short = last_change <= len(order) // 2 or successes == 1
-        if last_change > 0 and short and state.iteration + 1 < self.max_sweeps:
-            proven = all(
-                not _try_move(energy, labels, current, alpha, maxflow, pairs, graph)[0] for alpha in order[:last_change]
-            )
-        elif last_change == 0:
-            proven = True  # the only change was the first move: every later move saw the final labelling
+            failing = {alpha} if accepted else failing | {alpha}
         current = energy.value(labels)
         if current > start:  # float error beyond the band: never report a higher energy
             logger.debug("sweep rejected: the energy would rise %r -> %r", start, current)
-            labels, current = start_labels, start
-        converged = proven or not (current < start - self.tolerance * max(1.0, abs(start)))
-        return next_state(state, labels, current, converged)
+            labels, current, failing = start_labels, start, set()
+        converged = failing >= set(energy.labels) or not (current < start - self.tolerance * max(1.0, abs(start)))
+        return next_state(state, labels, current, converged, memo=frozenset(failing))
 
 
 def _try_move(

@@ -29,9 +29,9 @@ def solve_batch(
     return [run(solver, energy, initial) for energy, initial in zip(energies, initials, strict=True)]
 
 
-def next_state(state: SolverState, solution: Any, energy: float, converged: bool) -> SolverState:
+def next_state(state: SolverState, solution: Any, energy: float, converged: bool, memo: Any = None) -> SolverState:
     """The state after one step: appends ``energy`` to the trace."""
-    return SolverState(solution, energy, state.trace + (energy,), state.iteration + 1, converged)
+    return SolverState(solution, energy, state.trace + (energy,), state.iteration + 1, converged, memo)
 
 
 def first_state(solution: Any, energy: float, converged: bool = False) -> SolverState:
