@@ -10,6 +10,7 @@ from array_api_compat import array_namespace, device
 
 from chainrule2._validation import check_positive
 from chainrule2.base import Batch
+from chainrule2.divergences import _one_hot
 from chainrule2.energies.chain import ChainPotts
 
 
@@ -33,9 +34,7 @@ def chain_contrast_weights(signal: np.ndarray | None, length: int, sigma: float 
 def _seed_one_hot(seeds: Any, like: Any) -> Any:
     """One-hot (n, L) of the seed labels in ``like``'s namespace; zero rows where unlabeled/padding."""
     xp = array_namespace(like)
-    seeds = xp.asarray(np.asarray(seeds), device=device(like))
-    classes = xp.astype(xp.arange(like.shape[-1], device=device(like)), seeds.dtype)
-    return xp.astype(seeds[..., None] == classes, like.dtype)
+    return _one_hot(xp.asarray(np.asarray(seeds), device=device(like)), like.shape[-1], like)[0]
 
 
 @dataclass(frozen=True)
