@@ -53,18 +53,34 @@ def expansion_move(energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: A
     return _move(energy, labels, alpha, maxflow)[0]
 
 
-def _pairs(energy: GridPotts) -> list[tuple[tuple[slice, slice], tuple[slice, slice], np.ndarray]]:
-    """Per offset: the (src, dst) slices of its in-grid pairs and their costs (views, no copies)."""
-    costs = energy.edge_costs
-    out = []
-    for k, offset in enumerate(energy.offsets):
-        src, dst = pair_slices(offset, energy.shape)
-        out.append((src, dst, costs[k][src]))
-    return out
+@dataclass(frozen=True)
+class _Layout:
+    """The pairs of a grid energy, arranged once per sweep for the expansion graphs.
+
+    ``pairs``: per offset, the slices ``(p, q)`` of the two ends of its in-grid pairs, ``q`` the end
+    that comes later in row-major order, and their costs (views, no copies). ``costs``: ``(H, W, K)``,
+    the cost of pair ``k`` stored at its later pixel ``q``.
+    """
+
+    pairs: list[tuple[tuple[slice, slice], tuple[slice, slice], np.ndarray]]
+    costs: np.ndarray
+
+
+def _layout(energy: GridPotts) -> _Layout:
+    edge_costs = energy.edge_costs
+    costs = np.zeros(energy.shape + (len(energy.offsets),))
+    pairs = []
+    for k, (dy, dx) in enumerate(energy.offsets):
+        src, dst = pair_slices((dy, dx), energy.shape)
+        c = edge_costs[k][src]
+        p, q = (src, dst) if dy > 0 or (dy == 0 and dx > 0) else (dst, src)
+        costs[q + (k,)] = c
+        pairs.append((p, q, c))
+    return _Layout(pairs, costs)
 
 
 def _move(
-    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any, pairs: list | None = None, graph: Any = None
+    energy: GridPotts, labels: np.ndarray, alpha: int, maxflow: Any, layout: _Layout | None = None, graph: Any = None
 ) -> tuple[np.ndarray, int, float]:
     """(new labels, number of changed pixels, energy change predicted by the flow).
 
@@ -72,7 +88,7 @@ def _move(
     first-touching a fresh graph per move costs about as much as filling it).
     """
     graph, free, keep_cost = expansion_graph(
-        energy, labels, alpha, maxflow, return_keep_cost=True, pairs=pairs, graph=graph
+        energy, labels, alpha, maxflow, return_keep_cost=True, layout=layout, graph=graph
     )
     new = labels.copy()
     if graph is None:  # nothing can move
@@ -91,7 +107,7 @@ def expansion_graph(
     alpha: int,
     maxflow: Any = None,
     return_keep_cost: bool = False,
-    pairs: list | None = None,
+    layout: _Layout | None = None,
     graph: Any = None,
 ) -> tuple[Any, ...]:
     """The max-flow graph of the α-expansion move of ``labels``, over the free pixels only.
@@ -103,18 +119,20 @@ def expansion_graph(
     ``get_grid_segments`` True). For a pair of free pixels p, q with cost c:
 
     * same label: E00 = E11 = 0, E01 = E10 = c: the edge p↔q with capacity c both ways;
-    * different labels: E00 = E01 = E10 = c, E11 = 0 = c·(1 − y_p) + c·(1 − y_q)·y_p: a sink
-      t-link c on p and the edge q→p with capacity c.
+    * different labels: E00 = E01 = E10 = c, E11 = 0 = c·(1 − y_q) + c·(1 − y_p)·y_q: a sink
+      t-link c on q and the edge p→q with capacity c.
 
     A free p next to a fixed q (label b) costs c·[a_p ≠ b] if it keeps its label and c·[α ≠ b] if
     it switches. All capacities are sums of non-negative costs (no subtraction inside an edge),
     so they are exactly non-negative; the graph has one node per free pixel and one edge per pair
-    of free pixels.
+    of free pixels. In each pair, q is the pixel that comes later in row-major order, and the
+    edges are added grouped by q in decreasing order (GCO's order): Boykov–Kolmogorov max-flow
+    was 10–15 % faster on that layout than on edges added offset by offset (docs/performance.md).
     """
     if maxflow is None:
         maxflow = import_maxflow()
-    if pairs is None:
-        pairs = _pairs(energy)
+    if layout is None:
+        layout = _layout(energy)
     u = energy.cost_unary
     clamped = energy.clamped
     has_clamps = bool(clamped.any())
@@ -129,23 +147,34 @@ def expansion_graph(
     t = u[:, :, alpha] - np.take_along_axis(u, labels[:, :, None], axis=2)[:, :, 0]
     node = np.full(labels.shape, -1, dtype=np.int32)
     node[free] = np.arange(n, dtype=np.int32)
+    # per pair, stored at its later pixel q: the node of p when both ends are free, and whether they differ
+    partner = np.full(layout.costs.shape, -1, dtype=np.int32)
+    differs = np.empty(layout.costs.shape, dtype=bool)
+    for k, (p, q, c) in enumerate(layout.pairs):
+        fp, fq = free[p], free[q]
+        differ = labels[p] != labels[q]
+        # keeping a label different from the neighbour's costs c: on q when both are free
+        np.subtract(t[p], c, out=t[p], where=fp & differ & ~fq)
+        np.subtract(t[q], c, out=t[q], where=fq & differ)
+        if has_clamps:  # switching next to a fixed non-α neighbour costs c
+            np.add(t[p], c, out=t[p], where=fp & ~fq & ~is_alpha[q])
+            np.add(t[q], c, out=t[q], where=fq & ~fp & ~is_alpha[p])
+        np.copyto(partner[q + (k,)], node[p], where=fp & fq)
+        differs[q + (k,)] = differ
+    # edges grouped by their later pixel, last pixel first (GCO's order: faster max-flows)
+    edge = partner.ravel() >= 0
+    cost = layout.costs.ravel()[edge][::-1]
     if graph is None:
-        graph = maxflow.GraphFloat(n, len(pairs) * n)
+        graph = maxflow.GraphFloat(n, len(layout.pairs) * n)
     else:
         graph.reset()
     graph.add_nodes(n)
-    for src, dst, c in pairs:
-        fp, fq = free[src], free[dst]
-        differ = labels[src] != labels[dst]
-        # keeping a label different from the neighbour's costs c (the neighbour free or fixed)
-        t[src] -= c * (fp & differ)
-        t[dst] -= c * (fq & differ & ~fp)
-        if has_clamps:  # switching next to a fixed non-α neighbour costs c
-            t[src] += c * (fp & ~fq & ~is_alpha[dst])
-            t[dst] += c * (fq & ~fp & ~is_alpha[src])
-        both = fp & fq
-        cb = c[both]
-        graph.add_edges(node[src][both], node[dst][both], np.where(differ[both], 0.0, cb), cb)
+    graph.add_edges(
+        np.repeat(node.ravel(), len(layout.pairs))[edge][::-1],
+        partner.ravel()[edge][::-1],
+        np.where(differs.ravel()[edge][::-1], 0.0, cost),  # q → p
+        cost,  # p → q
+    )
     tf = t[free]
     sink = check_capacities(np.maximum(-tf, 0.0), "sink capacity")
     graph.add_grid_tedges(np.arange(n, dtype=np.int32), check_capacities(np.maximum(tf, 0.0), "source capacity"), sink)
@@ -339,9 +368,9 @@ class AlphaExpansion(DiscreteSubproblem):
                 labels, current = proposal, value
             return next_state(state, labels, current, converged=True)
         start, start_labels = current, labels
-        pairs = _pairs(energy)  # per-offset views, once per sweep
+        layout = _layout(energy)  # once per sweep
         size = energy.shape[0] * energy.shape[1]
-        graph = maxflow.GraphFloat(size, len(pairs) * size)  # one graph per sweep, reset for every move
+        graph = maxflow.GraphFloat(size, len(layout.pairs) * size)  # one graph per sweep, reset for every move
         # Each move is judged by the energy change the flow predicts (flow − cost of keeping every
         # label); only changes inside its float-error band are re-evaluated exactly. The exact
         # energy is computed once per sweep, and a sweep that would raise it is undone.
@@ -355,7 +384,7 @@ class AlphaExpansion(DiscreteSubproblem):
         for alpha in self._order(energy, state.iteration):
             if alpha in failing:
                 continue
-            accepted, labels, current = _try_move(energy, labels, current, alpha, maxflow, pairs, graph)
+            accepted, labels, current = _try_move(energy, labels, current, alpha, maxflow, layout, graph)
             failing = {alpha} if accepted else failing | {alpha}
         current = energy.value(labels)
         if current > start:  # float error beyond the band: never report a higher energy
@@ -366,10 +395,10 @@ class AlphaExpansion(DiscreteSubproblem):
 
 
 def _try_move(
-    energy: GridPotts, labels: np.ndarray, current: float, alpha: int, maxflow: Any, pairs: list, graph: Any
+    energy: GridPotts, labels: np.ndarray, current: float, alpha: int, maxflow: Any, layout: _Layout, graph: Any
 ) -> tuple[bool, np.ndarray, float]:
     """One α-expansion, accepted only if it lowers the energy: (accepted, labels, energy estimate)."""
-    proposal, changed, delta = _move(energy, labels, alpha, maxflow, pairs, graph)
+    proposal, changed, delta = _move(energy, labels, alpha, maxflow, layout, graph)
     if not changed:
         return False, labels, current
     band = 1e-9 * max(1.0, abs(current))
