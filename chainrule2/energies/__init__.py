@@ -3,5 +3,6 @@
 from chainrule2.energies.chain import ChainPotts
 from chainrule2.energies.grid import GridPotts, contrast_weights
 from chainrule2.energies.linearized import LinearizedEnergy
+from chainrule2.energies.mean_field import MeanFieldEnergy
 
-__all__ = ["ChainPotts", "GridPotts", "LinearizedEnergy", "contrast_weights"]
+__all__ = ["ChainPotts", "GridPotts", "LinearizedEnergy", "MeanFieldEnergy", "contrast_weights"]

@@ -5,6 +5,7 @@ from chainrule2.solvers.base import DiscreteSubproblem, run, solve_batch
 from chainrule2.solvers.chain import ChainViterbi
 from chainrule2.solvers.gradient_step import GradientStep
 from chainrule2.solvers.icm import ICM
+from chainrule2.solvers.mean_field import MeanField
 from chainrule2.solvers.parallel import ProcessBatchSolver, ThreadBatchSolver
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "DiscreteSubproblem",
     "GradientStep",
     "ICM",
+    "MeanField",
     "ProcessBatchSolver",
     "ThreadBatchSolver",
     "run",

@@ -120,3 +120,50 @@ def test_adm_is_configuration_only() -> None:
             p -= lr * p.grad
     assert _distance(net, _network(2, seed=2)) > 1e-6
     assert _relative_error(net, reference) <= 1e-10
+
+
+def test_soft_stage_a_feeds_soft_targets_to_stage_b() -> None:
+    """Mean-field stage A: the targets are the solver's distributions, and stage B takes one SGD
+    step of soft cross-entropy toward them (clean CE on the seeds)."""
+    from chainrule2.energies import MeanFieldEnergy
+    from chainrule2.solvers import MeanField, run
+
+    rng = np.random.default_rng(5)
+    batch = _batch(rng, n=2, h=5, w=6, num_labels=3)
+    loss = ScribblePotts(potts_weight=0.5)
+    lr, beta, temperature = 0.1, 0.7, 0.8
+
+    net = _network(3, seed=4)
+    reference = copy.deepcopy(net)
+    trust_region = cr.TrustRegion(
+        stage_a=MeanField(temperature=temperature),
+        stage_b=OptimizerFitter(
+            torch.optim.SGD(net.parameters(), lr=lr), SeedAwareObjective(CrossEntropy(), normalization="sum"), steps=1
+        ),
+        trust_divergence=CrossEntropy(),
+        trust_weight=beta,
+    )
+    report = trust_region.step(cr.Composite(loss=loss, model=TorchModel(net, dtype=torch.float64)), batch)
+
+    with torch.no_grad():
+        logits = reference(batch.inputs).permute(0, 2, 3, 1).numpy()
+    unary = beta * -np.asarray(log_softmax(logits))
+    expected = np.stack(
+        [run(MeanField(), MeanFieldEnergy(loss.energy(unary[i], batch, i), temperature)).solution for i in range(2)]
+    )
+    np.testing.assert_array_equal(report.targets, expected)
+    assert report.targets.shape == (2, 5, 6, 3)
+    assert 0 < report.targets[batch.seeds == cr.UNLABELED].max() < 1  # soft away from the seeds
+
+    z = reference(batch.inputs).permute(0, 2, 3, 1)
+    seeds = torch.as_tensor(batch.seeds)
+    seeded = seeds < 3
+    logp = torch.log_softmax(z, dim=-1)
+    soft = -(torch.as_tensor(expected) * logp).sum(-1)
+    clean = -logp.gather(-1, torch.where(seeded, seeds, 0)[..., None])[..., 0]
+    torch.sum(torch.where(seeded, clean, soft)).backward()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p -= lr * p.grad
+    assert _distance(net, _network(3, seed=4)) > 1e-6
+    assert _relative_error(net, reference) <= 1e-10

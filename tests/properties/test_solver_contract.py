@@ -23,6 +23,13 @@ def _grid_energies():
     return grid_potts()
 
 
+def _mean_field_energies():
+    from chainrule2.energies import MeanFieldEnergy
+    from chainrule2.testing.grid_strategies import grid_potts
+
+    return st.builds(MeanFieldEnergy, grid_potts(), st.floats(0.05, 4.0, width=64))
+
+
 # Each solver class -> (instances to check, strategy of energies it solves).
 REGISTRY = {
     "ChainViterbi": (lambda: [solvers.ChainViterbi()], chain_potts),
@@ -32,6 +39,7 @@ REGISTRY = {
         _grid_energies,
     ),
     "ICM": (lambda: [solvers.ICM()], _grid_energies),
+    "MeanField": (lambda: [solvers.MeanField(), solvers.MeanField(max_sweeps=2, tolerance=0.0)], _mean_field_energies),
 }
 
 
