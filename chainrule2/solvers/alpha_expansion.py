@@ -40,6 +40,23 @@ def check_capacities(capacity: np.ndarray, name: str) -> np.ndarray:
     return capacity
 
 
+def add_edges(graph: Any, i: np.ndarray, j: np.ndarray, capacity: np.ndarray, rev_capacity: np.ndarray) -> None:
+    """``graph.add_edges`` without its copies: PyMaxflow's ``add_edges`` converts every argument
+    with ``astype(...).flatten()`` (two copies each) before its typed loop ``_add_edges``, which
+    takes contiguous uint32 node ids and float64 capacities as they are. For the 1M edges of a
+    513² N8 move that is 4 ms instead of 12.6 ms. Node ids must be valid: that loop checks no bounds."""
+    fast = getattr(graph, "_add_edges", None)
+    if fast is None:  # another PyMaxflow version: the public method
+        graph.add_edges(i, j, capacity, rev_capacity)
+        return
+    fast(
+        np.ascontiguousarray(i, dtype=np.uint32),
+        np.ascontiguousarray(j, dtype=np.uint32),
+        np.ascontiguousarray(capacity, dtype=np.float64),
+        np.ascontiguousarray(rev_capacity, dtype=np.float64),
+    )
+
+
 def _structure(offset: tuple[int, int]) -> np.ndarray:
     s = np.zeros((3, 3), dtype=np.float64)
     s[1 + offset[0], 1 + offset[1]] = 1.0
@@ -169,7 +186,8 @@ def expansion_graph(
     else:
         graph.reset()
     graph.add_nodes(n)
-    graph.add_edges(
+    add_edges(
+        graph,
         np.repeat(node.ravel(), len(layout.pairs))[edge][::-1],
         partner.ravel()[edge][::-1],
         np.where(differs.ravel()[edge][::-1], 0.0, cost),  # q → p

@@ -15,7 +15,7 @@ from chainrule2.divergences import CrossEntropy  # noqa: E402
 from chainrule2.energies.grid import N4_OFFSETS, GridPotts, contrast_weights  # noqa: E402
 from chainrule2.losses.scribble import ScribblePotts  # noqa: E402
 from chainrule2.solvers import AlphaExpansion, run  # noqa: E402
-from chainrule2.solvers.alpha_expansion import check_capacities, expansion_move  # noqa: E402
+from chainrule2.solvers.alpha_expansion import add_edges, check_capacities, expansion_move  # noqa: E402
 from chainrule2.testing.grid_strategies import brute_force  # noqa: E402
 
 
@@ -30,6 +30,37 @@ def _noisy_energy(h=12, w=14, num_labels=3, potts_weight=1.0, seed=0, **kwargs):
 
 
 # --- PyMaxflow behaviour we rely on or guard against ---------------------------------------------
+class _PublicOnly:
+    """A graph that exposes only PyMaxflow's public methods (no ``_add_edges``)."""
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def add_edges(self, *args):
+        self.graph.add_edges(*args)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_add_edges_gives_the_graph_of_the_public_method(fast):
+    rng = np.random.default_rng(0)
+    n, m = 30, 90
+    i, j = rng.integers(0, n, m).astype(np.int32)[::-1], rng.integers(0, n, m).astype(np.int32)
+    cap, rev = rng.uniform(0, 2, m)[::-1], rng.uniform(0, 2, m)
+    source, sink = rng.uniform(0, 3, n), rng.uniform(0, 3, n)
+    graphs = []
+    for use_helper in (True, False):
+        g = maxflow.GraphFloat()
+        g.add_nodes(n)
+        if use_helper:
+            add_edges(g if fast else _PublicOnly(g), i, j, cap, rev)
+        else:
+            g.add_edges(i, j, cap, rev)
+        g.add_grid_tedges(np.arange(n, dtype=np.int32), source, sink)
+        graphs.append((g.maxflow(), g.get_grid_segments(np.arange(n, dtype=np.int32))))
+    assert graphs[0][0] == graphs[1][0]
+    assert np.array_equal(graphs[0][1], graphs[1][1])
+
+
 def test_get_grid_segments_is_true_on_the_sink_side():
     g = maxflow.GraphFloat()
     ids = g.add_grid_nodes((1, 2))
