@@ -45,6 +45,25 @@ def _distance(a: torch.nn.Module, b: torch.nn.Module) -> float:
         return sum(float(torch.sum((p - q) ** 2)) for p, q in zip(a.parameters(), b.parameters(), strict=True)) ** 0.5
 
 
+def _cross_entropy_step(stage_a, net, batch, loss, lr: float, beta: float):
+    """One trust-region step: cross-entropy d_A, then one SGD step of cross-entropy (sum) in stage B."""
+    trust_region = cr.TrustRegion(
+        stage_a=stage_a,
+        stage_b=OptimizerFitter(
+            torch.optim.SGD(net.parameters(), lr=lr), SeedAwareObjective(CrossEntropy(), normalization="sum"), steps=1
+        ),
+        trust_divergence=CrossEntropy(),
+        trust_weight=beta,
+    )
+    return trust_region.step(cr.Composite(loss=loss, model=TorchModel(net, dtype=torch.float64)), batch)
+
+
+def _sgd_step_by_hand(net: torch.nn.Module, lr: float) -> None:
+    with torch.no_grad():
+        for p in net.parameters():
+            p -= lr * p.grad
+
+
 def _relative_error(a: torch.nn.Module, b: torch.nn.Module) -> float:
     with torch.no_grad():
         return _distance(a, b) / sum(float(torch.sum(p**2)) for p in a.parameters()) ** 0.5
@@ -93,15 +112,7 @@ def test_adm_is_configuration_only() -> None:
 
     net = _network(2, seed=2)
     reference = copy.deepcopy(net)
-    adm = cr.TrustRegion(
-        stage_a=AlphaExpansion(),
-        stage_b=OptimizerFitter(
-            torch.optim.SGD(net.parameters(), lr=lr), SeedAwareObjective(CrossEntropy(), normalization="sum"), steps=1
-        ),
-        trust_divergence=CrossEntropy(),
-        trust_weight=beta,
-    )
-    report = adm.step(cr.Composite(loss=loss, model=TorchModel(net, dtype=torch.float64)), batch)
+    report = _cross_entropy_step(AlphaExpansion(), net, batch, loss, lr, beta)
 
     # Stage A by hand: β·(−log S) plus the loss's own terms, minimised by enumeration.
     with torch.no_grad():
@@ -115,9 +126,7 @@ def test_adm_is_configuration_only() -> None:
     seeds = torch.as_tensor(batch.seeds)
     target = torch.where(seeds < 2, seeds, torch.as_tensor(expected))
     torch.nn.functional.cross_entropy(z.reshape(-1, 2), target.reshape(-1), reduction="sum").backward()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p -= lr * p.grad
+    _sgd_step_by_hand(reference, lr)
     assert _distance(net, _network(2, seed=2)) > 1e-6
     assert _relative_error(net, reference) <= 1e-10
 
@@ -135,15 +144,7 @@ def test_soft_stage_a_feeds_soft_targets_to_stage_b() -> None:
 
     net = _network(3, seed=4)
     reference = copy.deepcopy(net)
-    trust_region = cr.TrustRegion(
-        stage_a=MeanField(temperature=temperature),
-        stage_b=OptimizerFitter(
-            torch.optim.SGD(net.parameters(), lr=lr), SeedAwareObjective(CrossEntropy(), normalization="sum"), steps=1
-        ),
-        trust_divergence=CrossEntropy(),
-        trust_weight=beta,
-    )
-    report = trust_region.step(cr.Composite(loss=loss, model=TorchModel(net, dtype=torch.float64)), batch)
+    report = _cross_entropy_step(MeanField(temperature=temperature), net, batch, loss, lr, beta)
 
     with torch.no_grad():
         logits = reference(batch.inputs).permute(0, 2, 3, 1).numpy()
@@ -162,8 +163,6 @@ def test_soft_stage_a_feeds_soft_targets_to_stage_b() -> None:
     soft = -(torch.as_tensor(expected) * logp).sum(-1)
     clean = -logp.gather(-1, torch.where(seeded, seeds, 0)[..., None])[..., 0]
     torch.sum(torch.where(seeded, clean, soft)).backward()
-    with torch.no_grad():
-        for p in reference.parameters():
-            p -= lr * p.grad
+    _sgd_step_by_hand(reference, lr)
     assert _distance(net, _network(3, seed=4)) > 1e-6
     assert _relative_error(net, reference) <= 1e-10
