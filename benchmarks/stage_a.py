@@ -8,6 +8,7 @@ CPU); each case reports the median, min and max of ``--repeats`` runs.
 
     python benchmarks/stage_a.py --json                 # the default case set
     python benchmarks/stage_a.py --json --images 3 --repeats 5
+    python benchmarks/stage_a.py --table result.json    # the markdown table of a saved result
 """
 
 from __future__ import annotations
@@ -278,6 +279,23 @@ def batch_speedup(energies: list[GridPotts], workers: int, repeats: int) -> dict
     return out
 
 
+def markdown_table(result: dict) -> str:
+    """The cases of a ``--json`` result as the markdown table of docs/performance.md."""
+    rows = [
+        "| case | size | L | ours median s (min–max) | GCO median s (min–max) | one max-flow s | time ratio | energy ratio |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for c in result["cases"]:
+        ours, gco = c["seconds"], c["gco_seconds"]
+        rows.append(
+            f"| {c['name']} | {c['height']}×{c['width']} | {c['labels']} "
+            f"| {ours['median']:.3f} ({ours['min']:.2f}–{ours['max']:.2f}) "
+            f"| {gco['median']:.3f} ({gco['min']:.2f}–{gco['max']:.2f}) | {c['single_maxflow_seconds']:.3f} "
+            f"| **{c['time_ratio_vs_gco']:.2f}** | {c['energy_ratio_vs_gco']:.8f} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / ".." / "shared" / "data")
@@ -289,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gco-scale", type=float, default=1e6)
     parser.add_argument("--no-batch", action="store_true")
     parser.add_argument("--sizes", nargs="+", default=["full", "513"])
+    parser.add_argument("--table", type=Path, help="print the markdown table of a saved --json result and exit")
     args = parser.parse_args(argv)
+    if args.table is not None:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     try:
         import gco.pygco  # noqa: F401
