@@ -9,6 +9,7 @@ CPU); each case reports the median, min and max of ``--repeats`` runs.
     python benchmarks/stage_a.py --json                 # the default case set
     python benchmarks/stage_a.py --json --images 3 --repeats 5
     python benchmarks/stage_a.py --table result.json    # the markdown table of a saved result
+    python benchmarks/stage_a.py --solvers --labels 5 21 --repeats 1   # AlphaExpansion vs ICM vs MeanField
 """
 
 from __future__ import annotations
@@ -279,6 +280,37 @@ def batch_speedup(energies: list[GridPotts], workers: int, repeats: int) -> dict
     return out
 
 
+def solver_comparison(energy: GridPotts, repeats: int) -> list[dict]:
+    """Alpha-expansion, ICM and mean-field (T = 1, its argmax) on one energy: steps, median seconds, grid energy."""
+    from chainrule2.energies import MeanFieldEnergy
+    from chainrule2.solvers import ICM, MeanField
+
+    out = []
+    for solver, problem in (
+        (AlphaExpansion(), energy),
+        (ICM(max_sweeps=50), energy),
+        (MeanField(), MeanFieldEnergy(energy)),
+    ):
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            state = run(solver, problem)
+            times.append(time.perf_counter() - t0)
+        labels = state.solution.argmax(axis=-1) if state.solution.ndim == 3 else state.solution
+        out.append(
+            {
+                "solver": repr(solver),
+                "steps": state.iteration,
+                "seconds": statistics.median(times),
+                "grid_energy": energy.value(labels),
+            }
+        )
+    out.append(
+        {"solver": "unary argmin", "steps": 0, "seconds": 0.0, "grid_energy": energy.value(energy.unary_argmin())}
+    )
+    return out
+
+
 def markdown_table(result: dict) -> str:
     """The cases of a ``--json`` result as the markdown table of docs/performance.md."""
     rows = [
@@ -308,9 +340,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-batch", action="store_true")
     parser.add_argument("--sizes", nargs="+", default=["full", "513"])
     parser.add_argument("--table", type=Path, help="print the markdown table of a saved --json result and exit")
+    parser.add_argument(
+        "--solvers", action="store_true", help="compare chainrule2's solvers on the first photo (513², colour) and exit"
+    )
     args = parser.parse_args(argv)
     if args.table is not None:
         print(markdown_table(json.loads(args.table.read_text())))
+        return 0
+    if args.solvers:  # no GCO needed
+        name, image, scribble = load_images(args.data, 1)[0]
+        img, scr = resize(image, 513), resize(scribble, 513, nearest=True)
+        rng = np.random.default_rng(0)
+        result = {
+            f"{name} 513 colour L={num_labels}": solver_comparison(
+                make_energy(img, colour_unary(img, scr, num_labels, rng)), args.repeats
+            )
+            for num_labels in args.labels
+        }
+        print(json.dumps(result, indent=1))
         return 0
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     try:
