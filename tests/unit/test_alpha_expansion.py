@@ -15,7 +15,7 @@ from chainrule2.divergences import CrossEntropy  # noqa: E402
 from chainrule2.energies.grid import N4_OFFSETS, GridPotts, contrast_weights  # noqa: E402
 from chainrule2.losses.scribble import ScribblePotts  # noqa: E402
 from chainrule2.solvers import AlphaExpansion, run  # noqa: E402
-from chainrule2.solvers.alpha_expansion import add_edges, check_capacities, expansion_move  # noqa: E402
+from chainrule2.solvers.alpha_expansion import add_edges, check_capacities, expansion_move, kept_graph  # noqa: E402
 from chainrule2.testing.grid_strategies import brute_force  # noqa: E402
 
 
@@ -38,6 +38,31 @@ class _PublicOnly:
 
     def add_edges(self, *args):
         self.graph.add_edges(*args)
+
+
+def test_kept_graph_is_reused_per_thread_within_a_size_band():
+    import threading
+
+    first = kept_graph(maxflow, 1000, 4000)
+    assert kept_graph(maxflow, 1000, 4000) is first
+    assert kept_graph(maxflow, 300, 1200) is first  # smaller, within 4x: reused
+    assert kept_graph(maxflow, 200, 800) is not first  # more than 4x smaller: replaced
+    bigger = kept_graph(maxflow, 5000, 20000)
+    assert bigger is not first and kept_graph(maxflow, 5000, 20000) is bigger
+    other = []
+    thread = threading.Thread(target=lambda: other.append(kept_graph(maxflow, 5000, 20000)))
+    thread.start()
+    thread.join()
+    assert other[0] is not bigger  # threads never share a graph
+
+
+def test_solves_that_reuse_the_kept_graph_match_fresh_ones():
+    energy, _ = _noisy_energy(num_labels=4)
+    small, _ = _noisy_energy(h=6, w=7, num_labels=3, seed=1)
+    first = run(AlphaExpansion(), energy)
+    run(AlphaExpansion(), small)  # the kept graph now holds another problem's nodes and flow
+    again = run(AlphaExpansion(), energy)
+    assert np.array_equal(first.solution, again.solution) and first.trace == again.trace
 
 
 @pytest.mark.parametrize("fast", [True, False])
