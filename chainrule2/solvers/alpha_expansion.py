@@ -66,15 +66,18 @@ def add_edges(graph: Any, i: np.ndarray, j: np.ndarray, capacity: np.ndarray, re
     takes contiguous uint32 node ids and float64 capacities as they are. For the 1M edges of a
     513² N8 move that is 4 ms instead of 12.6 ms. Node ids must be valid: that loop checks no bounds."""
     fast = getattr(graph, "_add_edges", None)
-    if fast is None:  # another PyMaxflow version: the public method
-        graph.add_edges(i, j, capacity, rev_capacity)
-        return
-    fast(
-        np.ascontiguousarray(i, dtype=np.uint32),
-        np.ascontiguousarray(j, dtype=np.uint32),
-        np.ascontiguousarray(capacity, dtype=np.float64),
-        np.ascontiguousarray(rev_capacity, dtype=np.float64),
-    )
+    if fast is not None:
+        try:
+            fast(
+                np.ascontiguousarray(i, dtype=np.uint32),
+                np.ascontiguousarray(j, dtype=np.uint32),
+                np.ascontiguousarray(capacity, dtype=np.float64),
+                np.ascontiguousarray(rev_capacity, dtype=np.float64),
+            )
+            return
+        except TypeError:  # another PyMaxflow version's private signature (checked before adding any edge)
+            pass
+    graph.add_edges(i, j, capacity, rev_capacity)
 
 
 def _structure(offset: tuple[int, int]) -> np.ndarray:

@@ -65,7 +65,14 @@ def test_solves_that_reuse_the_kept_graph_match_fresh_ones():
     assert np.array_equal(first.solution, again.solution) and first.trace == again.trace
 
 
-@pytest.mark.parametrize("fast", [True, False])
+class _OtherPrivateSignature(_PublicOnly):
+    """A PyMaxflow whose private ``_add_edges`` takes other arguments."""
+
+    def _add_edges(self, edges):
+        raise AssertionError("not reached")
+
+
+@pytest.mark.parametrize("fast", [True, False, "other"])
 def test_add_edges_gives_the_graph_of_the_public_method(fast):
     rng = np.random.default_rng(0)
     n, m = 30, 90
@@ -77,7 +84,7 @@ def test_add_edges_gives_the_graph_of_the_public_method(fast):
         g = maxflow.GraphFloat()
         g.add_nodes(n)
         if use_helper:
-            add_edges(g if fast else _PublicOnly(g), i, j, cap, rev)
+            add_edges({True: g, False: _PublicOnly(g), "other": _OtherPrivateSignature(g)}[fast], i, j, cap, rev)
         else:
             g.add_edges(i, j, cap, rev)
         g.add_grid_tedges(np.arange(n, dtype=np.int32), source, sink)
