@@ -10,6 +10,7 @@ CPU); each case reports the median, min and max of ``--repeats`` runs.
     python benchmarks/stage_a.py --json --images 3 --repeats 5
     python benchmarks/stage_a.py --table result.json    # the markdown table of a saved result
     python benchmarks/stage_a.py --solvers --labels 5 21 --repeats 1   # AlphaExpansion vs ICM vs MeanField
+    python benchmarks/stage_a.py --moves     # every move of one solve of a 513² smooth 5-label field
 """
 
 from __future__ import annotations
@@ -311,6 +312,45 @@ def solver_comparison(energy: GridPotts, repeats: int) -> list[dict]:
     return out
 
 
+def move_log(energy: GridPotts, max_sweeps: int) -> dict:
+    """One cold solve, move by move: free pixels, pixels changed, predicted energy change, seconds
+    (graph building and max-flow included), and the solve's total time in graph building."""
+    import chainrule2.solvers.alpha_expansion as ae
+
+    moves, build = [], [0.0]
+    real_move, real_graph = ae._move, ae.expansion_graph
+
+    def timed_graph(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real_graph(*args, **kwargs)
+        finally:
+            build[0] += time.perf_counter() - t0
+
+    def timed_move(energy, labels, alpha, *args, **kwargs):
+        t0 = time.perf_counter()
+        new, changed, delta = real_move(energy, labels, alpha, *args, **kwargs)
+        moves.append(
+            {
+                "alpha": int(alpha),
+                "free": int((labels != alpha).sum()),
+                "changed": changed,
+                "delta": delta,
+                "seconds": time.perf_counter() - t0,
+            }
+        )
+        return new, changed, delta
+
+    ae._move, ae.expansion_graph = timed_move, timed_graph
+    try:
+        t0 = time.perf_counter()
+        state = run(AlphaExpansion(max_sweeps=max_sweeps), energy)
+        total = time.perf_counter() - t0
+    finally:
+        ae._move, ae.expansion_graph = real_move, real_graph
+    return {"seconds": total, "build_seconds": build[0], "trace": list(state.trace), "moves": moves}
+
+
 def markdown_table(result: dict) -> str:
     """The cases of a ``--json`` result as the markdown table of docs/performance.md."""
     rows = [
@@ -343,7 +383,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--solvers", action="store_true", help="compare chainrule2's solvers on the first photo (513², colour) and exit"
     )
+    parser.add_argument(
+        "--moves",
+        action="store_true",
+        help="log every move of one cold solve of the first photo's 513² smooth 5-label case",
+    )
     args = parser.parse_args(argv)
+    if args.moves:  # no GCO needed
+        image = load_images(args.data, 1)[0][1]
+        img = resize(image, 513)
+        # a field of the same kind as the table's "smooth L=5" case (drawn first from seed 0, not
+        # after the other cases' draws, so not the identical field)
+        unary = smooth_unary(img.shape[:2], 5, np.random.default_rng(0))
+        print(json.dumps(move_log(make_energy(img, unary), args.max_sweeps), indent=1))
+        return 0
     if args.table is not None:
         print(markdown_table(json.loads(args.table.read_text())))
         return 0
