@@ -23,6 +23,7 @@ from chainrule2.base import (
     Subproblem,
 )
 from chainrule2.constants import PADDING, UNLABELED
+from chainrule2.stage_a import StageA
 from chainrule2.trust_region import TrustRegion
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "PADDING",
     "Proposal",
     "SolverState",
+    "StageA",
     "StageAReport",
     "StepReport",
     "Subproblem",

@@ -24,15 +24,20 @@ class Batch(NamedTuple):
         Partial labels: a class id in ``[0, L)`` where known, 255 (unlabeled) or
         254 (padding) elsewhere.
     images : array (N, ..., C) or None
-        Host (numpy) images for losses with contrast-sensitive terms.
+        Images, channel last, for losses with contrast-sensitive terms (numpy or torch; stage A
+        copies them to the host once).
     ids : tuple of str or None
         Stable item ids, so stage-A labels can be cached and warm-started per item.
+    targets : array (N, ...) of int or None
+        Stage-B targets carried with the batch (e.g. cached stage-A labels, augmented jointly
+        with the image by ``chainrule2_torch.data``); 255 unlabeled, 254 padding.
     """
 
     inputs: Any
     seeds: Any
     images: Any = None
     ids: tuple[str, ...] | None = None
+    targets: Any = None
 
 
 @runtime_checkable
@@ -145,7 +150,7 @@ class Fitter(Protocol):
 
 @runtime_checkable
 class Model(Protocol):
-    """What the core needs of a model: logits ``(N, ..., L)`` as a host (numpy) array.
+    """What :class:`~chainrule2.TrustRegion` needs of a model: logits ``(N, ..., L)`` (class axis last).
 
     ``predict`` is side-effect free (eval mode, no gradient), as the stage-A unary must be.
     """
@@ -155,7 +160,7 @@ class Model(Protocol):
 
 @dataclass(frozen=True)
 class Composite:
-    """L(θ) = loss(model(inputs)): the object the trust region optimises.
+    """L(θ) = loss(model(inputs)): the objective :class:`~chainrule2.TrustRegion` optimises.
 
     Parameters
     ----------
@@ -178,8 +183,9 @@ class Composite:
 
 
 class StageAReport(NamedTuple):
-    """Stage A on one batch: one energy trace per item; seconds for the model's prediction
-    (forward pass and the one device-to-host copy) and for the solver."""
+    """Stage A on one batch: one energy trace per item; seconds for the prediction (the one
+    device-to-host copy, plus the forward pass when :class:`~chainrule2.TrustRegion` ran the
+    model) and for the solver."""
 
     traces: tuple[tuple[float, ...], ...]
     predict_seconds: float

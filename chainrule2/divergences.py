@@ -221,26 +221,40 @@ class RobustCrossEntropy:
         return (xp.exp(logp) * xp.sum(tm, axis=-1, keepdims=True) - tm) * valid[..., None]
 
 
-NORMALIZATIONS = ("official", "mean", "sum")
+NORMALIZATIONS = ("official", "mean", "item", "sum")
 
 
 @dataclass(frozen=True)
 class SeedAwareObjective:
     """The stage-B objective: clean CE on seed pixels, ``divergence`` on the other pixels.
 
+    With ``divergence=None`` only the seed term remains: the partial cross-entropy (PCE) of the
+    scribble baselines (``targets`` are then ignored and may be the seeds themselves).
+
     Parameters
     ----------
-    divergence : Divergence
-        d_B on non-seed pixels (e.g. :class:`RobustCrossEntropy`).
+    divergence : Divergence or None
+        d_B on non-seed pixels (e.g. :class:`RobustCrossEntropy`); None = seeds only (PCE).
     seed_divergence : Divergence or None
         Loss on seed pixels (default clean :class:`CrossEntropy`). ``None`` applies
-        ``divergence`` to every valid pixel, seeds included (plain back-propagation uses that).
-    normalization : {"official", "mean", "sum"}
+        ``divergence`` to every valid pixel, seeds included (plain back-propagation and full
+        supervision use that).
+    normalization : {"official", "mean", "item", "sum"}
         ``"official"``: sum ÷ number of seed pixels in the batch ÷ batch size (the official
-        code; a batch without seeds divides by 1, never by 0). ``"mean"``: mean over valid
-        pixels. ``"sum"``: no normalisation.
+        code; a batch without seeds divides by 1, never by 0). ``"mean"``: mean over the batch's
+        valid pixels. ``"item"``: mean over each item's valid pixels, then mean over the items
+        (an item without valid pixels adds 0). ``"sum"``: no normalisation.
 
     Pixels whose target or seed is 254 (padding) or whose target is 255 are ignored.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> logits = np.log(np.array([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))   # (N=1, 3 pixels, L=2)
+    >>> seeds = np.array([[255, 0, 255]])
+    >>> pce = SeedAwareObjective(None, normalization="mean")
+    >>> round(float(pce(logits, seeds, seeds)), 4)                            # −log 0.9
+    0.1054
     """
 
     divergence: Any
@@ -249,9 +263,11 @@ class SeedAwareObjective:
 
     def __post_init__(self) -> None:
         check_choice(self.normalization, "normalization", NORMALIZATIONS)
+        if self.divergence is None and self.seed_divergence is None:
+            raise ValueError("divergence, seed_divergence: expected at least one Divergence, got None for both")
         for name in ("divergence", "seed_divergence"):
             value = getattr(self, name)
-            if value is None and name == "seed_divergence":
+            if value is None:
                 continue
             if not callable(value) or not callable(getattr(value, "gradient", None)):
                 raise TypeError(f"{name}: expected a Divergence, got {type(value).__name__}")
@@ -266,6 +282,12 @@ class SeedAwareObjective:
             )
         check_labels(seeds, num_labels, "seeds")
         is_seed = (seeds >= 0) & (seeds < num_labels)
+        if self.divergence is None:
+            return (
+                xp.astype(is_seed, logits.dtype),
+                xp.zeros(is_seed.shape, dtype=logits.dtype, device=device(logits)),
+                xp,
+            )
         keep = seeds != PADDING
         if self.seed_divergence is not None:
             keep = keep & ~is_seed
@@ -273,14 +295,20 @@ class SeedAwareObjective:
             keep = keep & (targets >= 0) & (targets < num_labels)
         return xp.astype(is_seed, logits.dtype), xp.astype(keep, logits.dtype), xp
 
-    def _scale(self, is_seed: Any, rest: Any, xp: Any) -> float:
+    def _scale(self, is_seed: Any, rest: Any, xp: Any) -> Any:
+        """The factor each pixel's term is multiplied by: a number, or ``(N, 1, ...)`` for ``"item"``."""
         if self.normalization == "sum":
             return 1.0
         if self.normalization == "official":
             count, batch = float(xp.sum(is_seed)), int(is_seed.shape[0])
             return 1.0 / (max(count, 1.0) * batch)
-        valid = xp.sum(rest) + (xp.sum(is_seed) if self.seed_divergence is not None else 0.0)
-        return 1.0 / max(float(valid), 1.0)
+        valid = rest + is_seed if self.seed_divergence is not None else rest
+        if self.normalization == "mean":
+            return 1.0 / max(float(xp.sum(valid)), 1.0)
+        n = int(valid.shape[0])
+        per_item = xp.sum(xp.reshape(valid, (n, -1)), axis=1)
+        per_item = xp.where(per_item > 0, per_item, xp.ones_like(per_item))
+        return xp.reshape(1.0 / (per_item * n), (n,) + (1,) * (valid.ndim - 1))
 
     def _seed_labels(self, seeds: Any, is_seed: Any, xp: Any) -> Any:
         return xp.where(is_seed > 0, seeds, xp.full_like(seeds, PADDING))
@@ -288,15 +316,21 @@ class SeedAwareObjective:
     def __call__(self, logits: Any, targets: Any, seeds: Any) -> Any:
         """The scalar objective (an array of ``logits``' namespace, differentiable)."""
         is_seed, rest, xp = self._masks(logits, targets, seeds)
-        total = xp.sum(self.divergence(targets, logits) * rest)
+        scale = self._scale(is_seed, rest, xp)
+        per_pixel = 0.0
+        if self.divergence is not None:
+            per_pixel = self.divergence(targets, logits) * rest
         if self.seed_divergence is not None:
-            total = total + xp.sum(self.seed_divergence(self._seed_labels(seeds, is_seed, xp), logits))
-        return total * self._scale(is_seed, rest, xp)
+            per_pixel = per_pixel + self.seed_divergence(self._seed_labels(seeds, is_seed, xp), logits)
+        return xp.sum(per_pixel * scale)
 
     def gradient(self, logits: Any, targets: Any, seeds: Any) -> Any:
         """Analytic ``∂objective/∂logits``, shape ``(N, ..., L)``."""
         is_seed, rest, xp = self._masks(logits, targets, seeds)
-        grad = self.divergence.gradient(targets, logits) * rest[..., None]
+        scale = self._scale(is_seed, rest, xp)
+        grad = xp.zeros_like(logits)
+        if self.divergence is not None:
+            grad = self.divergence.gradient(targets, logits) * rest[..., None]
         if self.seed_divergence is not None:
             grad = grad + self.seed_divergence.gradient(self._seed_labels(seeds, is_seed, xp), logits)
-        return grad * self._scale(is_seed, rest, xp)
+        return grad * (scale[..., None] if not isinstance(scale, float) else scale)

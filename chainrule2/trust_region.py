@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from chainrule2._validation import check_logits, check_positive
-from chainrule2.base import Batch, Composite, FitReport, Proposal, StageAReport, StepReport, as_items
-from chainrule2.solvers.base import solve_batch
-
-logger = logging.getLogger(__name__)
+from chainrule2._validation import check_positive
+from chainrule2.base import Batch, Composite, FitReport, Proposal, StepReport
+from chainrule2.stage_a import StageA
 
 
 @dataclass(frozen=True)
 class TrustRegion:
-    """One outer step = stage A (``propose``) then stage B (``fit``).
+    """One outer step = stage A (``propose``) then stage B (``fit``) on the same batch.
 
-    Stage A solves, per item, ``min_x loss(x) + trust_weight · d_A(x, S_θ)`` with ``stage_a``;
-    stage B moves θ toward the solution with ``stage_b`` (which owns d_B and the optimizer).
+    Stage A solves, per item, ``min_x loss(x) + trust_weight · d_A(x, S_θ)`` with ``stage_a``
+    (through :class:`~chainrule2.StageA`); stage B moves θ toward the solution with ``stage_b``
+    (which owns d_B and the optimizer). Only needed for :meth:`step`: a training loop that has its
+    own logits, optimizer and criterion uses :class:`~chainrule2.StageA` alone.
 
     Parameters
     ----------
@@ -51,39 +48,31 @@ class TrustRegion:
 
     def __post_init__(self) -> None:
         check_positive(self.trust_weight, "trust_weight", allow_zero=True)
-        for method in ("init", "step", "energies", "max_steps"):
-            if not callable(getattr(self.stage_a, method, None)):
-                raise TypeError(f"stage_a: expected a Subproblem with {method}(), got {type(self.stage_a).__name__}")
         if not callable(getattr(self.stage_b, "fit", None)):
             raise TypeError(
                 f"stage_b: expected a Fitter with fit(model, batch, targets), got {type(self.stage_b).__name__}"
             )
-        if not callable(getattr(self.trust_divergence, "label_costs", None)):
-            raise TypeError(f"trust_divergence: expected a Divergence, got {type(self.trust_divergence).__name__}")
+        self.stage_a_for(None)  # the solver, d_A and batch_solver are checked where StageA checks them
+
+    def stage_a_for(self, loss: Any) -> StageA:
+        """The :class:`~chainrule2.StageA` of this trust region for ``loss``."""
+        try:
+            return StageA(self.stage_a, loss, self.trust_divergence, self.trust_weight, self.batch_solver)
+        except TypeError as err:  # name the argument as the caller spelled it
+            raise TypeError(str(err).replace("solver:", "stage_a:", 1)) from None
 
     def propose(self, composite: Composite, batch: Batch, initial: Sequence[Any] | None = None) -> Proposal:
         """Stage A only: targets for every item of ``batch`` (cache them, augment them, reuse them).
 
+        The logits are ``composite.model.predict(batch.inputs)`` (eval mode, no gradient);
         ``initial`` is an optional per-item warm start (e.g. the cached previous solution).
         """
         start = time.perf_counter()
         logits = composite.model.predict(batch.inputs)
-        if not isinstance(logits, np.ndarray):
-            raise TypeError(f"model.predict: expected a host numpy array of logits, got {type(logits).__name__}")
-        check_logits(logits, "model.predict(inputs)")
-        predicted = time.perf_counter()
-        energies = self.stage_a.energies(composite.loss, logits, batch, self.trust_divergence, self.trust_weight)
-        initials = as_items(initial, len(energies), "initial")
-        batch_solver = solve_batch if self.batch_solver is None else self.batch_solver
-        states = batch_solver(self.stage_a, energies, initials)
-        targets = np.stack([state.solution for state in states])
-        report = StageAReport(
-            traces=tuple(state.trace for state in states),
-            predict_seconds=predicted - start,
-            solve_seconds=time.perf_counter() - predicted,
-        )
-        logger.debug("stage A: energy %.6g in %.3fs", report.energy, report.seconds)
-        return Proposal(targets, report)
+        predicted = time.perf_counter() - start
+        proposal = self.stage_a_for(composite.loss).propose(logits, batch, initial)
+        report = proposal.report._replace(predict_seconds=proposal.report.predict_seconds + predicted)
+        return Proposal(proposal.targets, report)
 
     def fit(self, composite: Composite, batch: Batch, targets: Any) -> FitReport:
         """Stage B only: fit the model to ``targets`` (from ``propose`` or a cache)."""

@@ -2,8 +2,9 @@
 
 The objective is called as ``objective(logits, targets, seeds)`` with logits ``(N, H, W, L)``
 (class axis last, autograd on), targets integer ``(N, H, W)`` or soft ``(N, H, W, L)``, seeds
-``(N, H, W)``; :class:`chainrule2.divergences.SeedAwareObjective` is the usual one. An objective
-with ``uses_batch = True`` (the gradient-descent baselines) also receives ``batch=``.
+``(N, H, W)``; :class:`chainrule2.divergences.SeedAwareObjective` is the usual one (or a
+``chainrule2_torch.SeedAwareLoss(..., class_axis=-1)``). A loop of one's own does not need a
+fitter: call the network and a :class:`~chainrule2_torch.SeedAwareLoss` directly.
 """
 
 from __future__ import annotations
@@ -110,7 +111,14 @@ class LearnedErrorRobustCE(torch.nn.Module):
 
 def _learnable_modules(objective: Any) -> list[torch.nn.Module]:
     found = []
-    for obj in (objective, getattr(objective, "divergence", None), getattr(objective, "seed_divergence", None)):
+    inner = getattr(objective, "objective", None)  # SeedAwareLoss wraps a SeedAwareObjective
+    for obj in (
+        objective,
+        getattr(objective, "divergence", None),
+        getattr(objective, "seed_divergence", None),
+        getattr(inner, "divergence", None),
+        getattr(inner, "seed_divergence", None),
+    ):
         if isinstance(obj, torch.nn.Module) and obj not in found:
             found.append(obj)
     return found
@@ -247,7 +255,6 @@ class OptimizerFitter:
                 f"targets: expected (N, H, W) labels or (N, H, W, L) probabilities with N, H, W = "
                 f"{(n, h, w)}, got {tuple(t.shape)}"
             )
-        kwargs = {"batch": batch} if getattr(self.objective, "uses_batch", False) else {}
         losses = []
         for _ in range(self.steps):
             self.optimizer.zero_grad(set_to_none=True)
@@ -256,7 +263,7 @@ class OptimizerFitter:
             # float64 networks stay float64 (exactness tests); half/bf16 logits are promoted
             logits = logits if logits.dtype == torch.float64 else logits.float()
             target = t.to(logits.dtype) if t.dtype.is_floating_point else t
-            loss = self.objective(logits, target, seeds, **kwargs)
+            loss = self.objective(logits, target, seeds)
             if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
                 raise TypeError(f"objective: expected a scalar torch tensor, got {type(loss).__name__}")
             losses.append(float(loss.detach()))

@@ -1,103 +1,219 @@
-"""Objectives for the gradient-descent baselines on torch: partial cross-entropy (PCE) and
-PCE + λ·relaxed grid Potts ("Grid-GD"), with exactly the stage-A edge weights.
+"""Stage-B criteria as ``torch.nn.Module``: NCHW logits (or torchvision's ``{"out": logits}``) in,
+a scalar loss out; targets and seeds may be numpy or torch, on any device.
 
-Both follow the fitter's objective signature ``objective(logits, targets, seeds, batch=)``
-(``uses_batch = True``): ``logits`` ``(N, H, W, L)`` torch, ``seeds`` ``(N, H, W)``; ``targets``
-is ignored (the seeds are the supervision), ``batch.images`` ``(N, H, W, C)`` host images give
-the contrast weights.
+* :class:`SeedAwareLoss`: clean CE on seed pixels and a divergence elsewhere (the robust trust
+  region's d_B); ``divergence=None`` is the partial cross-entropy (PCE) baseline, and
+  ``seed_divergence=None`` with mask targets is full supervision. It is
+  :class:`chainrule2.divergences.SeedAwareObjective` (the one implementation) seen from torch.
+* :class:`RelaxedPottsLoss`: PCE + λ·relaxed grid Potts ("Grid-GD"), with exactly the stage-A
+  edge weights.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from chainrule2.constants import PADDING, UNLABELED
+from chainrule2.divergences import CrossEntropy, SeedAwareObjective
 
-__all__ = ["PartialCrossEntropy", "RelaxedPottsObjective", "FullCrossEntropy"]
+__all__ = ["SeedAwareLoss", "RelaxedPottsLoss", "output_logits", "class_axis_last"]
+
+CLEAN_CE = CrossEntropy()  #: the default loss on seed pixels
 
 
-def partial_cross_entropy(logits: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
-    """Per-item mean over seed pixels of −log S_p(y_p), ``(N,)``; 0 for an item without seeds."""
-    num_labels = logits.shape[-1]
-    seeds = seeds.to(device=logits.device, dtype=torch.int64)
-    if tuple(seeds.shape) != tuple(logits.shape[:-1]):
-        raise ValueError(
-            f"seeds: expected shape {tuple(logits.shape[:-1])} (logits without the class axis), got {tuple(seeds.shape)}"
+def output_logits(output: Any) -> torch.Tensor:
+    """The logits tensor of a model's output: the tensor itself, or ``output["out"]`` (torchvision)."""
+    if isinstance(output, dict):
+        if "out" not in output:
+            raise TypeError(
+                f"output: expected a tensor or a dict with an 'out' entry, got a dict with keys {sorted(output)}"
+            )
+        output = output["out"]
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(
+            f"output: expected logits as a torch tensor (or {{'out': tensor}}), got {type(output).__name__}"
         )
-    bad = (seeds >= num_labels) & (seeds != PADDING) & (seeds != UNLABELED) | (seeds < 0)
-    if bool(bad.any()):
-        raise ValueError(f"seeds: expected labels in [0, {num_labels}) or 254/255, got {int(seeds[bad][0])}")
-    is_seed = (seeds >= 0) & (seeds < num_labels)
-    logp = torch.log_softmax(logits, dim=-1)
-    picked = logp.gather(-1, torch.where(is_seed, seeds, torch.zeros_like(seeds))[..., None])[..., 0]
-    per_item = -(picked * is_seed).flatten(1).sum(1)
-    return per_item / is_seed.flatten(1).sum(1).clamp(min=1)
+    if not output.is_floating_point():
+        raise TypeError(f"output: expected floating logits, got dtype {output.dtype}")
+    return output
 
 
-@dataclass(frozen=True)
-class PartialCrossEntropy:
-    """PCE: mean over items of the per-item mean seed cross-entropy (items without seeds add 0)."""
+def class_axis_last(logits: torch.Tensor, class_axis: int, spatial: tuple[int, ...] | None = None) -> torch.Tensor:
+    """``logits`` with the class axis moved last; ``spatial`` (the seeds' shape) is checked with a hint."""
+    ndim = logits.ndim
+    if ndim < 2:
+        raise ValueError(f"output: expected logits (N, C, H, W) or (N, H, W, C), got shape {tuple(logits.shape)}")
+    if isinstance(class_axis, bool) or not isinstance(class_axis, int) or not -ndim <= class_axis < ndim:
+        raise ValueError(f"class_axis: expected an int in [-{ndim}, {ndim}), got {class_axis!r}")
+    moved = logits.movedim(class_axis, -1)
+    if spatial is None or tuple(moved.shape[:-1]) == tuple(spatial):
+        return moved
+    hint = ""
+    for axis, fix in ((1, "for NCHW logits pass class_axis=1"), (-1, "for NHWC logits pass class_axis=-1")):
+        if axis % ndim != class_axis % ndim and tuple(logits.movedim(axis, -1).shape[:-1]) == tuple(spatial):
+            hint = f"; {fix}"
+    if not hint and moved.shape[0] != spatial[0]:
+        hint = f" (the model returned {moved.shape[0]} items for a batch of {spatial[0]})"
+    raise ValueError(
+        f"output: expected the class axis at class_axis={class_axis}, leaving {tuple(moved.shape[:-1])} to match "
+        f"the seeds' shape {tuple(spatial)}, got logits of shape {tuple(logits.shape)}{hint}"
+    )
 
-    uses_batch = True
 
-    def __call__(self, logits: torch.Tensor, targets: Any = None, seeds: Any = None, batch: Any = None) -> torch.Tensor:
-        seeds = torch.as_tensor(np.asarray(batch.seeds) if seeds is None else seeds)
-        return partial_cross_entropy(logits, seeds).mean()
-
-
-@dataclass(frozen=True)
-class FullCrossEntropy:
-    """Mean cross-entropy over every labelled pixel of ``targets`` (full masks; 254/255 ignored)."""
-
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor, seeds: Any = None) -> torch.Tensor:
-        t = targets.to(logits.device).long()
-        t = torch.where((t >= 0) & (t < logits.shape[-1]), t, torch.full_like(t, -100))
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), t.reshape(-1), ignore_index=-100)
+def _tensor(x: Any, like: torch.Tensor, name: str) -> torch.Tensor:
+    """``x`` (numpy or torch) as a tensor on ``like``'s device: int64 labels, or ``like``'s dtype."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name}: expected a numpy array or a torch tensor, got {type(x).__name__}")
+    if x.is_floating_point():
+        return x.to(device=like.device, dtype=like.dtype)
+    if x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"{name}: expected integer labels or floating probabilities, got dtype {x.dtype}")
+    return x.to(device=like.device, dtype=torch.int64)
 
 
-@dataclass(frozen=True)
-class RelaxedPottsObjective:
-    """Grid-GD: PCE + λ·relaxed grid Potts, averaged over the items of the batch.
+class SeedAwareLoss(torch.nn.Module):
+    """Stage B as a torch criterion: clean CE on seeds, ``divergence`` on the other pixels.
+
+    Parameters
+    ----------
+    divergence : Divergence or None
+        d_B on non-seed pixels: ``RobustCrossEntropy(error_prob, num_classes)`` (Grid-TR),
+        ``CrossEntropy()`` (ADM), a learned-ε :class:`~chainrule2_torch.LearnedErrorRobustCE`
+        (its parameter is registered with this module), or None for the partial cross-entropy.
+    normalization : {"official", "mean", "item", "sum"}
+        Required: how the sum over pixels is normalised (see
+        :class:`~chainrule2.divergences.SeedAwareObjective`).
+    seed_divergence : Divergence or None
+        Loss on seed pixels (default clean CE); None applies ``divergence`` to every valid pixel
+        (full supervision with masks as targets).
+    class_axis : int
+        Where the class axis of the logits is: 1 for NCHW (torch's convention, the default), -1
+        for class-last logits.
+
+    Call as ``criterion(output, targets, seeds)``: ``output`` logits ``(N, C, H, W)`` or
+    ``{"out": logits}``; ``targets`` labels ``(N, H, W)`` (255 unlabeled, 254 padding) or soft
+    targets with the class axis at ``class_axis``, or None when ``divergence`` is None; ``seeds``
+    ``(N, H, W)``. Numpy or torch, any device (moved to the logits' device).
+
+    Examples
+    --------
+    >>> import torch
+    >>> pce = SeedAwareLoss(None, normalization="mean")
+    >>> seeds = torch.tensor([[[0, 255], [255, 1]]])
+    >>> round(float(pce(torch.zeros(1, 2, 2, 2), None, seeds)), 4)   # log 2
+    0.6931
+    """
+
+    def __init__(
+        self,
+        divergence: Any = None,
+        *,
+        normalization: str,
+        seed_divergence: Any = CLEAN_CE,
+        class_axis: int = 1,
+    ) -> None:
+        super().__init__()
+        self.objective = SeedAwareObjective(divergence, seed_divergence=seed_divergence, normalization=normalization)
+        if isinstance(class_axis, bool) or not isinstance(class_axis, int):
+            raise TypeError(f"class_axis: expected an int (1 for NCHW, -1 for class-last), got {class_axis!r}")
+        self.class_axis = class_axis
+        # learnable divergences (a learned ε) become sub-modules, so .parameters() and .to() see them
+        self.learned = torch.nn.ModuleList([d for d in (divergence, seed_divergence) if isinstance(d, torch.nn.Module)])
+
+    def extra_repr(self) -> str:
+        o = self.objective
+        return (
+            f"divergence={o.divergence!r}, normalization={o.normalization!r}, "
+            f"seed_divergence={o.seed_divergence!r}, class_axis={self.class_axis}"
+        )
+
+    def prepare(self, output: Any, targets: Any, seeds: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Class-last logits, targets and seeds on the logits' device, checked against each other."""
+        logits = output_logits(output)
+        seeds_t = _tensor(seeds, logits, "seeds")
+        if seeds_t.is_floating_point():
+            raise TypeError(f"seeds: expected integer labels (255 unlabeled, 254 padding), got dtype {seeds_t.dtype}")
+        logits = class_axis_last(logits, self.class_axis, tuple(seeds_t.shape))
+        if targets is None:
+            if self.objective.divergence is not None:
+                raise ValueError("targets: expected labels or soft targets for the divergence, got None")
+            return logits, seeds_t, seeds_t
+        t = _tensor(targets, logits, "targets")
+        if t.is_floating_point():
+            if t.ndim != logits.ndim:
+                raise ValueError(
+                    f"targets: expected soft targets with {logits.ndim} axes (as the logits), got shape {tuple(t.shape)}"
+                )
+            t = t.movedim(self.class_axis, -1)
+        if tuple(t.shape[: seeds_t.ndim]) != tuple(seeds_t.shape):
+            raise ValueError(
+                f"targets: expected labels of shape {tuple(seeds_t.shape)} (as the seeds) or soft targets, "
+                f"got {tuple(t.shape)}"
+            )
+        return logits, t, seeds_t
+
+    def forward(self, output: Any, targets: Any, seeds: Any) -> torch.Tensor:
+        logits, t, s = self.prepare(output, targets, seeds)
+        # float64 networks stay float64 (exactness tests); half/bf16 logits (autocast) are promoted
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        t = t.to(logits.dtype) if t.is_floating_point() else t
+        return self.objective(logits, t, s)
+
+
+class RelaxedPottsLoss(torch.nn.Module):
+    """Grid-GD: per item PCE + λ·relaxed grid Potts, averaged over the items of the batch.
 
     The regulariser is ``loss.value_from_weights`` with the edge costs ``loss.pairwise(image,
     seeds)``: the same λ, N4/N8 offsets, σ², 1/dist and |Ω|/|N| scaling as stage A; the
-    relaxation (bilinear, squared, tv) is ``loss.relaxation``. The PCE part is computed here with
-    a stable log-softmax (identical in value to the loss's own PCE).
+    relaxation (bilinear, squared, tv) is ``loss.relaxation``. The PCE part is
+    :class:`SeedAwareLoss` with ``divergence=None``.
 
     Parameters
     ----------
     loss : chainrule2.losses.ScribblePotts
+    normalization : str
+        Of the PCE part (default ``"item"``: each item's mean over its seeds, averaged over items).
+    class_axis : int
+        1 for NCHW logits (default), -1 for class-last.
+
+    Call as ``criterion(output, targets, seeds, images)``: ``targets`` is ignored (the seeds are
+    the supervision; pass None); ``images`` ``(N, H, W, C)`` (numpy or torch) give the contrast
+    weights.
     """
 
-    loss: Any
-    uses_batch = True
-
-    def __post_init__(self) -> None:
+    def __init__(self, loss: Any, normalization: str = "item", class_axis: int = 1) -> None:
+        super().__init__()
         for method in ("pairwise", "value_from_weights"):
-            if not callable(getattr(self.loss, method, None)):
-                raise TypeError(
-                    f"loss: expected a ScribblePotts-like loss with {method}(), got {type(self.loss).__name__}"
-                )
+            if not callable(getattr(loss, method, None)):
+                raise TypeError(f"loss: expected a ScribblePotts-like loss with {method}(), got {type(loss).__name__}")
+        self.loss = loss
+        self.pce = SeedAwareLoss(None, normalization=normalization, class_axis=class_axis)
 
-    def costs(self, batch: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """Edge costs ``(N, K, H, W)`` of the batch's host images, on ``device`` (one copy)."""
-        if batch is None or batch.images is None:
-            raise ValueError("batch.images: the relaxed Potts objective needs host images (N, H, W, C), got None")
-        images, seeds = np.asarray(batch.images), np.asarray(batch.seeds)
+    def costs(self, images: Any, seeds: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        """Edge costs ``(N, K, H, W)`` of the host images, on ``like``'s device (one copy)."""
+        if images is None:
+            raise ValueError("images: the relaxed Potts loss needs the images (N, H, W, C), got None")
+        images = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if images.shape[: seeds.ndim] != seeds.shape:
+            raise ValueError(
+                f"images: expected (N, H, W, C) with (N, H, W) = {seeds.shape} (the seeds'), got {images.shape}"
+            )
         costs = np.stack([self.loss.pairwise(images[i], seeds[i]) for i in range(images.shape[0])])
-        return torch.as_tensor(costs, dtype=dtype, device=device)
+        return torch.as_tensor(costs, dtype=like.dtype, device=like.device)
 
-    def regulariser(self, logits: torch.Tensor, batch: Any) -> torch.Tensor:
-        """Per-item λ·R(S) (relaxed), ``(N,)``."""
-        seeds = np.asarray(batch.seeds)
+    def regulariser(self, logits: torch.Tensor, seeds: Any, images: Any) -> torch.Tensor:
+        """Per-item λ·R(S) (relaxed), ``(N,)``, of class-last ``logits``."""
+        seeds = seeds.detach().cpu().numpy() if isinstance(seeds, torch.Tensor) else np.asarray(seeds)
         unlabeled = np.where(seeds == PADDING, PADDING, UNLABELED).astype(np.int64)  # keep padding, drop the PCE
         probs = torch.softmax(logits, dim=-1)
-        return self.loss.value_from_weights(probs, unlabeled, self.costs(batch, logits.device, logits.dtype))
+        return self.loss.value_from_weights(probs, unlabeled, self.costs(images, seeds, logits))
 
-    def __call__(self, logits: torch.Tensor, targets: Any = None, seeds: Any = None, batch: Any = None) -> torch.Tensor:
-        seeds = torch.as_tensor(np.asarray(batch.seeds) if seeds is None else seeds)
-        return (partial_cross_entropy(logits, seeds) + self.regulariser(logits, batch)).mean()
+    def forward(self, output: Any, targets: Any, seeds: Any, images: Any = None) -> torch.Tensor:
+        logits, _, s = self.pce.prepare(output, None, seeds)
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        return self.pce.objective(logits, s, s) + self.regulariser(logits, s, images).mean()

@@ -1,30 +1,37 @@
-"""The reusable scribble-supervised training loop: PCE-GD, Grid-GD, ADM, the robust trust region
-(Grid-TR) and full supervision, with the paper's schedule (PAPER.md §4).
+"""The scribble-supervised training loop: PCE-GD, Grid-GD, ADM, the robust trust region (Grid-TR)
+and full supervision, with the paper's schedule (PAPER.md §4), built from the public pieces.
 
+* Data: :class:`~chainrule2_torch.data.SampleDataset` + ``DataLoader`` + :func:`~chainrule2_torch.data.collate`
+  (one :func:`~chainrule2_torch.data.normalize`); scores: :func:`~chainrule2_torch.data.evaluate`.
+* Stage A: :class:`chainrule2.StageA` on the network's own NCHW logits; stage B: the network and a
+  torch criterion (:class:`~chainrule2_torch.SeedAwareLoss`, :class:`~chainrule2_torch.RelaxedPottsLoss`)
+  with a plain optimizer loop. :data:`METHOD_TABLE` says, per method, which criterion and which targets.
 * All weakly supervised methods start from the same PCE warm-up (``warmup_epochs``; saved to and
-  reused from ``warmup_checkpoint``), then train ``epochs`` more epochs with their own objective.
+  reused from ``warmup_checkpoint``), then train ``epochs`` more epochs with their own criterion; each
+  phase has its own optimizer and poly learning-rate schedule.
 * Trust-region methods run stage A every ``stage_a_every`` epochs on the full-size, un-augmented
-  training images (network in eval mode), warm-started from the cached labels. The labels are
-  cached on disk keyed by item id (``<out>/stage_a/<id>.png``) and augmented jointly with the
-  image; between stage-A epochs the network is never run for them.
-* Every epoch appends one JSON line to ``<out>/metrics.jsonl`` and saves ``<out>/last.pt`` (model,
-  optimizer, scheduler, epoch, RNG states and the stage-A cache), so ``resume=True`` continues an
-  interrupted run and ends with the same result as an uninterrupted one.
-* Validation mIoU is logged every epoch; the test split is evaluated once, on the final model
-  (never used for a choice).
+  training images (network in eval mode), warm-started from the cached labels. The labels are cached
+  per item (``<out>/stage_a/<id>.png``), carried by each sample as its ``target`` and augmented jointly
+  with the image; between stage-A epochs the network is never run for them.
+* Every epoch appends one JSON line to ``<out>/metrics.jsonl`` and atomically replaces ``<out>/last.pt``
+  (model, optimizer, schedule, phase, epoch, stage-A cache). The shuffling and augmentation streams are
+  functions of (seed, epoch), so ``resume=True`` continues an interrupted run — at any epoch, also inside
+  the first stage A after the warm-up — and ends with the same model and metrics as an uninterrupted run.
+* Validation mIoU is logged every epoch; the test split is evaluated once, on the final model (never
+  used for a choice).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
-import random
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,22 +39,35 @@ from typing import Any
 import numpy as np
 import torch
 
-from chainrule2.base import Batch, Composite
-from chainrule2.constants import PADDING
-from chainrule2.divergences import CrossEntropy, RobustCrossEntropy, SeedAwareObjective
-from chainrule2_torch.data import Augmentation, NoSeedsWarning, confusion_matrix, scores, write_panel
-from chainrule2_torch.fitters import OptimizerFitter
-from chainrule2_torch.model import TorchModel
-from chainrule2_torch.objectives import FullCrossEntropy, PartialCrossEntropy, RelaxedPottsObjective
+from chainrule2.divergences import NORMALIZATIONS, CrossEntropy, RobustCrossEntropy
+from chainrule2.stage_a import StageA
+from chainrule2_torch.data import (
+    Augmentation,
+    NoSeedsWarning,
+    SampleDataset,
+    collate,
+    confusion_matrix,
+    evaluate,
+    scores,
+    write_panel,
+)
+from chainrule2_torch.model import resolve_device
+from chainrule2_torch.objectives import RelaxedPottsLoss, SeedAwareLoss, output_logits
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainConfig", "METHODS", "train", "evaluate", "miou", "default_error_prob", "to_inputs"]
-
-METHODS = ("pce", "grid-gd", "adm", "grid-tr", "full")
-TR_METHODS = ("adm", "grid-tr")
-MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+__all__ = [
+    "METHODS",
+    "METHOD_TABLE",
+    "Method",
+    "StageACache",
+    "TrainConfig",
+    "default_error_prob",
+    "evaluate_network",
+    "predict_labels",
+    "refresh_pseudo_labels",
+    "train",
+]
 
 #: ε of the official setting (0.944 at C = 21) as a fraction of its upper bound (C−1)/C; the
 #: default ε for C classes keeps that fraction: ε = 0.9912·(C−1)/C (PAPER.md §3–4).
@@ -75,8 +95,8 @@ class TrainConfig:
         Stage-A period in epochs (paper: 5).
     batch_size, crop_size, scale_range :
         Stage B batches: random scale, crop ``(H, W)`` and flip, joint with seeds and labels.
-    lr, momentum, weight_decay, optimizer :
-        ``"adam"`` or ``"sgd"`` (momentum, weight decay); poly-0.9 decay over the post-warm-up epochs.
+    lr, warmup_lr, momentum, weight_decay, optimizer :
+        ``"adam"`` or ``"sgd"`` (momentum, weight decay); poly-0.9 decay over each phase.
     potts_weight : float
         λ (stage A and the Grid-GD relaxation alike).
     neighbourhood : {4, 8}
@@ -88,7 +108,14 @@ class TrainConfig:
         ε of the robust d_B (``grid-tr``); None = :func:`default_error_prob`.
     max_sweeps : int
         Alpha-expansion sweeps.
+    normalization : {"official", "mean", "item", "sum"}
+        How the stage-B sum over pixels of ``adm`` and ``grid-tr`` is normalised
+        (:class:`~chainrule2.divergences.SeedAwareObjective`); ``"mean"``: over the batch's pixels.
+    pce_normalization : {"official", "mean", "item", "sum"}
+        The same for the partial cross-entropy of the warm-up, ``pce`` and ``grid-gd``; ``"item"``:
+        each item's mean over its seed pixels, averaged over the items.
     seed : int
+        Initialisation is the caller's; the shuffling and augmentation streams derive from this.
     """
 
     method: str = "grid-tr"
@@ -109,6 +136,8 @@ class TrainConfig:
     trust_weight: float = 0.05
     error_prob: float | None = None
     max_sweeps: int = 5
+    normalization: str = "mean"
+    pce_normalization: str = "item"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -123,53 +152,151 @@ class TrainConfig:
             raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {self.optimizer!r}")
         if len(self.crop_size) != 2 or min(self.crop_size) < 8:
             raise ValueError(f"crop_size: expected (H, W) with both >= 8, got {self.crop_size!r}")
+        for name in ("normalization", "pce_normalization"):
+            if getattr(self, name) not in NORMALIZATIONS:
+                raise ValueError(f"{name}: expected one of {NORMALIZATIONS}, got {getattr(self, name)!r}")
+        for name in ("lr", "potts_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
 
 
-def to_inputs(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack RGB uint8 images ``(H, W, 3)`` into normalised network inputs ``(N, 3, H, W)`` float32."""
-    x = (np.stack([np.asarray(i, np.float32) for i in images]) - MEAN) / STD
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+# --- the methods -------------------------------------------------------------------------------------
 
 
-def miou(conf: np.ndarray) -> tuple[float, list[float]]:
-    """mIoU (×100) over the classes present in truth or prediction, and the per-class IoU (nan if absent)."""
-    result = scores(conf)
-    return result.miou * 100, [float(v) for v in result.iou]
+@dataclass(frozen=True)
+class Method:
+    """How one method trains after the warm-up.
+
+    ``targets``: what stage B fits — ``"seeds"`` (the scribbles only), ``"stage_a"`` (cached stage-A
+    labels, refreshed every ``stage_a_every`` epochs) or ``"masks"`` (full supervision).
+    ``criterion(config, num_classes)`` builds the stage-B criterion, called as
+    ``criterion(output, targets, seeds[, images])``; ``needs_images``: pass the batch's images.
+    ``warmup``: starts from the shared PCE warm-up.
+    """
+
+    name: str
+    targets: str
+    criterion: Callable[[TrainConfig, int], torch.nn.Module]
+    warmup: bool = True
+    needs_images: bool = False
 
 
-def _group_by_shape(samples: Sequence[Any], batch_size: int) -> list[list[int]]:
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, s in enumerate(samples):
-        groups.setdefault(tuple(s.image.shape[:2]), []).append(i)
-    out = []
-    for idx in groups.values():
-        out += [idx[j : j + batch_size] for j in range(0, len(idx), batch_size)]
-    return out
+def _pce(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    return SeedAwareLoss(None, normalization=config.pce_normalization)
 
 
-def predict_labels(model: TorchModel, samples: Sequence[Any], batch_size: int = 8) -> dict[str, np.ndarray]:
-    """Arg-max predictions ``(H, W)`` uint8 on full-size images, keyed by id."""
+def _grid_gd(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    from chainrule2.losses import ScribblePotts
+
+    potts = ScribblePotts(config.potts_weight, neighbourhood=config.neighbourhood, relaxation=config.relaxation)
+    return RelaxedPottsLoss(potts, normalization=config.pce_normalization)
+
+
+def _adm(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    return SeedAwareLoss(CrossEntropy(), normalization=config.normalization)
+
+
+def _grid_tr(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    eps = default_error_prob(num_classes) if config.error_prob is None else config.error_prob
+    return SeedAwareLoss(RobustCrossEntropy(eps, num_classes), normalization=config.normalization)
+
+
+def _full(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    return SeedAwareLoss(CrossEntropy(), seed_divergence=None, normalization="mean")
+
+
+#: Every method, by name: its stage-B criterion and targets (the one place a method is defined).
+METHOD_TABLE: dict[str, Method] = {
+    "pce": Method("pce", "seeds", _pce),
+    "grid-gd": Method("grid-gd", "seeds", _grid_gd, needs_images=True),
+    "adm": Method("adm", "stage_a", _adm),
+    "grid-tr": Method("grid-tr", "stage_a", _grid_tr),
+    "full": Method("full", "masks", _full, warmup=False),
+}
+METHODS = tuple(METHOD_TABLE)
+WARMUP = Method("pce", "seeds", _pce)  #: the shared warm-up phase
+
+
+def make_stage_a(config: TrainConfig, batch_solver: Any = None) -> StageA:
+    """Alpha-expansion on the contrast-sensitive grid Potts, with the β·CE trust region."""
+    from chainrule2.losses import ScribblePotts
+    from chainrule2.solvers import AlphaExpansion
+
+    return StageA(
+        AlphaExpansion(max_sweeps=config.max_sweeps),
+        ScribblePotts(potts_weight=config.potts_weight, neighbourhood=config.neighbourhood),
+        CrossEntropy(),
+        config.trust_weight,
+        batch_solver=batch_solver,
+    )
+
+
+# --- prediction and scores -----------------------------------------------------------------------------
+
+
+def _group_by_shape(samples: Sequence[Any], batch_size: int) -> Iterator[list[Any]]:
+    groups: dict[tuple[int, int], list[Any]] = {}
+    for s in samples:
+        groups.setdefault(tuple(s.shape), []).append(s)
+    for items in groups.values():
+        for j in range(0, len(items), batch_size):
+            yield items[j : j + batch_size]
+
+
+def _eval_logits(network: torch.nn.Module, samples: Sequence[Any], batch_size: int, device: torch.device):
+    """``(items, batch, logits NCHW)`` per batch of full-size images, network in eval mode, no gradient."""
+    was_training = network.training
+    network.eval()
+    try:
+        with torch.no_grad():
+            for items in _group_by_shape(samples, batch_size):
+                batch = collate(items, device)
+                yield items, batch, output_logits(network(batch.inputs)).float()
+    finally:
+        network.train(was_training)
+
+
+def predict_labels(
+    network: torch.nn.Module, samples: Sequence[Any], batch_size: int = 8, device: str | torch.device = "cpu"
+) -> dict[str, np.ndarray]:
+    """Arg-max predictions ``(H, W)`` uint8 of ``network`` (eval mode) on full-size images, keyed by id."""
+    device = resolve_device(device)
     out = {}
-    for idx in _group_by_shape(samples, batch_size):
-        logits = model.predict(to_inputs([samples[i].image for i in idx]))
-        for k, i in enumerate(idx):
-            out[samples[i].id] = logits[k].argmax(-1).astype(np.uint8)
+    for items, _, logits in _eval_logits(network, samples, batch_size, device):
+        for s, labels in zip(items, logits.argmax(1).to(torch.uint8).cpu().numpy(), strict=True):
+            out[s.id] = labels
     return out
 
 
-def evaluate(model: TorchModel, samples: Sequence[Any], num_classes: int, batch_size: int = 8) -> dict:
-    """mIoU and per-class IoU of the model's predictions on full-size images with masks."""
+def evaluate_network(
+    network: torch.nn.Module, samples: Sequence[Any], batch_size: int = 8, device: str | torch.device = "cpu"
+) -> dict:
+    """mIoU, pixel accuracy and per-class IoU (by class name), all in percent, on the items with masks.
+
+    ``miou`` is None when no item has a mask (strict JSON: never NaN).
+    """
     samples = [s for s in samples if s.mask is not None]
     if not samples:
-        return {"miou": float("nan"), "iou": [], "images": 0}
-    preds = predict_labels(model, samples, batch_size)
-    conf = sum(confusion_matrix(preds[s.id], np.asarray(s.mask), num_classes) for s in samples)
-    m, per_class = miou(conf)
-    return {"miou": m, "iou": per_class, "images": len(samples)}
+        return {"miou": None, "pixel_accuracy": None, "iou": {}, "images": 0}
+    preds = predict_labels(network, samples, batch_size, device)
+    result = evaluate(((preds[s.id], s.mask) for s in samples), samples[0].num_classes,
+                      class_names=samples[0].class_names)  # fmt: skip
+    return {**result.as_dict(scale=100.0), "images": len(samples)}
+
+
+def _miou(conf: np.ndarray | None) -> float | None:
+    if conf is None:
+        return None
+    value = scores(conf).miou
+    return None if math.isnan(value) else 100.0 * value
+
+
+# --- stage A -----------------------------------------------------------------------------------------
 
 
 class StageACache:
-    """Stage-A labels keyed by item id, in memory and on disk (``<folder>/<id>.png``)."""
+    """Stage-A labels keyed by item id, in memory and on disk (``<folder>/<id>.png``, written atomically)."""
 
     def __init__(self, folder: Path | None):
         self.folder = folder
@@ -182,9 +309,12 @@ class StageACache:
 
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.folder / f"{key}.png"
-            tmp = path.with_suffix(".tmp.png")
-            Image.fromarray(self.labels[key]).save(tmp)
-            os.replace(tmp, path)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                Image.fromarray(self.labels[key]).save(tmp, format="PNG")
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def get(self, key: str) -> np.ndarray | None:
         return self.labels.get(key)
@@ -193,138 +323,274 @@ class StageACache:
         return dict(self.labels)
 
     def restore(self, state: dict[str, np.ndarray]) -> None:
+        """Exactly the labels of ``state``; files an interrupted stage A wrote after it are removed."""
+        self.labels = {}
         for key, labels in state.items():
             self.put(key, labels)
+        if self.folder is not None and self.folder.is_dir():
+            for path in self.folder.glob("*.png"):
+                if path.stem not in self.labels:
+                    path.unlink()
 
 
-def _rng_state(rng: np.random.Generator) -> dict:
+def refresh_pseudo_labels(
+    network: torch.nn.Module,
+    stage_a: StageA,
+    samples: Sequence[Any],
+    cache: StageACache,
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+) -> dict:
+    """Stage A on every item (full size, un-augmented, network in eval mode), warm-started from ``cache``.
+
+    Returns the seconds spent and, on the items with masks, the network's mIoU, the stage-A labels'
+    mIoU and the fraction of pixels stage A changed from the network's arg-max (the mechanism).
+    """
+    device = resolve_device(device)
+    start = time.perf_counter()
+    solve_s, changed, pixels = 0.0, 0, 0
+    conf_net = conf_labels = None
+    for items, batch, logits in _eval_logits(network, samples, batch_size, device):
+        proposal = stage_a.propose(logits, batch, initial=[cache.get(s.id) for s in items], class_axis=1)
+        solve_s += proposal.report.solve_seconds
+        argmax = logits.argmax(1).cpu().numpy()
+        for s, labels, net in zip(items, proposal.targets.cpu().numpy(), argmax, strict=True):
+            cache.put(s.id, labels)
+            changed += int(np.count_nonzero(labels != net))
+            pixels += labels.size
+            if s.mask is not None:
+                c_net, c_lab = (confusion_matrix(x, s.mask, s.num_classes) for x in (net, labels))
+                conf_net = c_net if conf_net is None else conf_net + c_net
+                conf_labels = c_lab if conf_labels is None else conf_labels + c_lab
     return {
-        "numpy": rng.bit_generator.state,
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "python": random.getstate(),
+        "stage_a_s": time.perf_counter() - start,
+        "stage_a_solve_s": solve_s,
+        "stage_a_changed": changed / max(pixels, 1),
+        "network_train_miou": _miou(conf_net),
+        "pseudo_miou": _miou(conf_labels),
     }
 
 
-def _set_rng_state(rng: np.random.Generator, state: dict) -> None:
-    rng.bit_generator.state = state["numpy"]
-    torch.set_rng_state(state["torch"])
-    if torch.cuda.is_available() and state["cuda"]:
-        torch.cuda.set_rng_state_all(state["cuda"])
-    random.setstate(state["python"])
+# --- checkpoints -------------------------------------------------------------------------------------
 
 
-def seed_everything(seed: int) -> np.random.Generator:
-    """Seed python, numpy and torch; return the run's numpy Generator."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    return np.random.default_rng(seed)
+def _atomic_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temp file in the same folder, then rename (never a partial file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _make_optimizer(config: TrainConfig, params: Any, lr: float) -> torch.optim.Optimizer:
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
-    return torch.optim.Adam(params, lr=lr, weight_decay=0.0)
+def _atomic_write_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _objective(config: TrainConfig, phase: str, num_classes: int) -> Any:
-    if phase == "pce" or (phase == "main" and config.method == "pce"):
-        return PartialCrossEntropy()
-    if config.method == "full":
-        return FullCrossEntropy()
-    if config.method == "grid-gd":
-        from chainrule2.losses import ScribblePotts
+def _load(path: Path, what: str, option: str) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:  # truncated, empty or foreign: say which file and what to do
+        raise ValueError(f"{what} {path} cannot be read ({type(err).__name__}: {err}); delete it or {option}") from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise ValueError(f"{what} {path} is not a chainrule2 checkpoint; delete it or {option}")
+    return state
 
-        return RelaxedPottsObjective(
-            ScribblePotts(
-                potts_weight=config.potts_weight, neighbourhood=config.neighbourhood, relaxation=config.relaxation
+
+def _fingerprint(network: torch.nn.Module, samples: Sequence[Any]) -> dict:
+    """What shapes a warm-up beyond the config: the network's architecture and the training data."""
+    h = hashlib.sha1()
+    for s in samples:
+        h.update(s.id.encode())
+        h.update(np.ascontiguousarray(s.image).tobytes())
+        h.update(np.ascontiguousarray(s.seeds).tobytes())
+    params = [f"{k}:{tuple(v.shape)}" for k, v in network.state_dict().items()]
+    return {
+        "network": type(network).__name__,
+        "parameters": hashlib.sha1("\n".join(params).encode()).hexdigest(),
+        "data": h.hexdigest(),
+        "items": len(samples),
+    }
+
+
+def _warmup_key(config: TrainConfig, fingerprint: dict) -> dict:
+    keys = ("warmup_epochs", "batch_size", "crop_size", "scale_range", "lr", "warmup_lr", "momentum",
+            "weight_decay", "optimizer", "pce_normalization", "seed")  # fmt: skip
+    key = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items() if k in keys}
+    return {**key, **fingerprint}
+
+
+def _differences(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+# --- one phase, one epoch ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Phase:
+    """The criterion, optimizer and poly schedule of one phase (the warm-up, or the method's epochs)."""
+
+    name: str
+    method: Method
+    criterion: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+
+    @classmethod
+    def build(cls, name: str, method: Method, config: TrainConfig, network: torch.nn.Module, num_classes: int,
+              steps: int, device: torch.device) -> _Phase:  # fmt: skip
+        criterion = method.criterion(config, num_classes).to(device)
+        params = list(network.parameters()) + list(criterion.parameters())  # a learned ε trains too
+        lr = (config.warmup_lr or config.lr) if name == "warmup" else config.lr
+        if config.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
+        else:
+            opt = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
+        steps = max(1, steps)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps) ** 0.9)
+        return cls(name, method, criterion, opt, sched)
+
+    def state_dict(self) -> dict:
+        return {"name": self.name, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "criterion": self.criterion.state_dict()}  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.criterion.load_state_dict(state["criterion"])
+
+
+def _loader(samples: Sequence[Any], config: TrainConfig, epoch: int, device: torch.device):
+    """This epoch's batches: order and augmentation are functions of (seed, epoch) only."""
+    augment = Augmentation(crop_size=tuple(config.crop_size), scale_range=tuple(config.scale_range))
+    dataset = SampleDataset(samples, transform=lambda s, rng: augment(s, rng)[0], seed=config.seed)
+    dataset.set_epoch(epoch)
+    order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=True, generator=order, collate_fn=lambda b: collate(b, device)
+    )
+
+
+def train_epoch(network: torch.nn.Module, phase: _Phase, loader: Any, epoch: int, progress: Any) -> float:
+    """One pass of stage B over ``loader``; returns the mean loss. A non-finite loss stops the run."""
+    network.train()
+    losses = []
+    for batch in progress(loader):
+        phase.optimizer.zero_grad(set_to_none=True)
+        targets = {"seeds": None, "stage_a": batch.targets, "masks": batch.targets}[phase.method.targets]
+        extra = (batch.images,) if phase.method.needs_images else ()
+        loss = phase.criterion(network(batch.inputs), targets, batch.seeds, *extra)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"stage B diverged at epoch {epoch} (loss {value}): training stopped; the last finished epoch "
+                "is kept in last.pt (lower the learning rate and rerun with --resume, or start over)"
             )
-        )
-    if config.method == "adm":
-        return SeedAwareObjective(CrossEntropy(), normalization="mean")
-    eps = default_error_prob(num_classes) if config.error_prob is None else config.error_prob
-    return SeedAwareObjective(RobustCrossEntropy(eps, num_classes), normalization="mean")
+        loss.backward()
+        phase.optimizer.step()
+        phase.scheduler.step()
+        losses.append(value)
+        progress.set_postfix(loss=f"{value:.4f}")
+    return float(np.mean(losses))
 
 
-def _trust_region(config: TrainConfig, fitter: Any, batch_solver: Any = None) -> Any:
-    from chainrule2.losses import ScribblePotts
-    from chainrule2.solvers import AlphaExpansion
-    from chainrule2.trust_region import TrustRegion
+class _Progress:
+    """A tqdm bar per epoch (or nothing)."""
 
-    loss = ScribblePotts(potts_weight=config.potts_weight, neighbourhood=config.neighbourhood)
-    stage_a = TrustRegion(
-        stage_a=AlphaExpansion(max_sweeps=config.max_sweeps),
-        stage_b=fitter,
-        trust_divergence=CrossEntropy(),
-        trust_weight=config.trust_weight,
-        batch_solver=batch_solver,
-    )
-    return loss, stage_a
+    def __init__(self, enabled: bool, desc: str):
+        self.enabled, self.desc, self.bar = enabled, desc, None
 
+    def __call__(self, iterable: Any) -> Any:
+        if not self.enabled:
+            return iterable
+        from tqdm.auto import tqdm
 
-def run_stage_a(
-    trust_region: Any, loss: Any, model: TorchModel, samples: Sequence[Any], cache: StageACache, batch_size: int
-) -> dict:
-    """Stage A on every training item (full size, un-augmented), warm-started from ``cache``.
+        self.bar = tqdm(iterable, desc=self.desc, leave=False)
+        return self.bar
 
-    Returns timings and the pseudo-labels' mIoU against the masks (where masks exist).
-    """
-    composite = Composite(loss=loss, model=model)
-    predict_s = solve_s = 0.0
-    conf = None
-    for idx in _group_by_shape(samples, batch_size):
-        items = [samples[i] for i in idx]
-        batch = Batch(
-            to_inputs([s.image for s in items]),
-            np.stack([np.asarray(s.seeds) for s in items]),
-            np.stack([np.asarray(s.image, np.float64) for s in items]),
-            tuple(s.id for s in items),
-        )
-        initial = [cache.get(s.id) for s in items]
-        initial = [None if a is None else a.astype(np.int64) for a in initial]
-        proposal = trust_region.propose(composite, batch, initial=initial)
-        predict_s += proposal.report.predict_seconds
-        solve_s += proposal.report.solve_seconds
-        for s, labels in zip(items, proposal.targets, strict=True):
-            cache.put(s.id, labels)
-            if s.mask is not None:
-                c = confusion_matrix(np.asarray(labels), np.asarray(s.mask), s.num_classes)
-                conf = c if conf is None else conf + c
-    result = {"stage_a_predict_s": predict_s, "stage_a_solve_s": solve_s}
-    if conf is not None:
-        result["pseudo_miou"] = miou(conf)[0]
-    return result
+    def set_postfix(self, **kw: Any) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(**kw)
 
 
-def _collate(samples: Sequence[Any], pseudo: Sequence[np.ndarray | None]) -> tuple[Batch, np.ndarray, np.ndarray]:
-    seeds = np.stack([np.asarray(s.seeds) for s in samples]).astype(np.int64)
-    images = np.stack([np.asarray(s.image, np.float64) for s in samples])
-    batch = Batch(to_inputs([s.image for s in samples]), seeds, images, tuple(s.id for s in samples))
-    masks = np.stack(
-        [np.asarray(s.mask) if s.mask is not None else np.full(s.seeds.shape, 255, np.uint8) for s in samples]
-    )
-    if pseudo[0] is None:
-        targets = seeds.copy()
-    else:
-        targets = np.stack(pseudo).astype(np.int64)
-        targets = np.where(seeds < samples[0].num_classes, seeds, targets)  # seeds always win
-        targets = np.where(seeds == PADDING, PADDING, targets)
-    return batch, targets, masks.astype(np.int64)
+# --- the loop ------------------------------------------------------------------------------------------
 
 
-def _usable(samples: Sequence[Any], method: str) -> list[Any]:
+def _usable(samples: Sequence[Any], method: Method) -> list[Any]:
     out = []
     for s in samples:
-        if method == "full":
+        if not hasattr(s, "seeds") or not hasattr(s, "num_seeds"):
+            raise TypeError(f"train_samples: expected chainrule2_torch.data.Sample items, got {type(s).__name__}")
+        if method.targets == "masks":
             if s.mask is None:
                 warnings.warn(f"item {s.id!r} has no mask: skipped for full supervision", NoSeedsWarning, stacklevel=3)
                 continue
-        elif not np.any(np.asarray(s.seeds) < s.num_classes):
+        elif s.num_seeds == 0:
             warnings.warn(f"item {s.id!r} has no seed pixel: skipped for training", NoSeedsWarning, stacklevel=3)
             continue
         out.append(s)
     return out
+
+
+def _check_samples(train_samples: list, others: Sequence[Any]) -> int:
+    if not train_samples:
+        raise ValueError(
+            "train_samples: expected at least one training item with seeds (or a mask for 'full'), got none"
+        )
+    num_classes = int(train_samples[0].num_classes)
+    for s in list(train_samples) + list(others):
+        if not hasattr(s, "seeds") or not hasattr(s, "num_classes"):
+            raise TypeError(
+                f"val_samples, test_samples: expected chainrule2_torch.data.Sample items, got {type(s).__name__}"
+            )
+        if int(s.num_classes) != num_classes:
+            raise ValueError(
+                f"num_classes of {s.id!r}: expected {num_classes} (as the first item), got {s.num_classes}"
+            )
+    return num_classes
+
+
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix a new run into an old one; with ``overwrite`` the old results are kept aside until replaced."""
+    out.mkdir(parents=True, exist_ok=True)
+    existing = [n for n in ("metrics.jsonl", "last.pt", "final.json", "model.pt") if (out / n).exists()]
+    if not existing or resume:
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"out_dir: {out} already holds a run ({', '.join(existing)}); pass --resume to continue it, "
+            "--overwrite to replace it, or choose another --out"
+        )
+    for name in ("final.json", "model.pt"):  # stale until this run writes its own: rename, never delete
+        if (out / name).exists():
+            os.replace(out / name, out / f"previous.{name}")
+
+
+def _read_metrics(path: Path, upto: int) -> list[str]:
+    """The metrics lines of epochs ``<= upto`` (a crash between a line and its checkpoint leaves one more)."""
+    if not path.exists():
+        return []
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    return [x for x in lines if json.loads(x)["epoch"] <= upto]
+
+
+def _strict(obj: Any) -> Any:
+    """NaN/inf -> None, recursively (``final.json`` and ``metrics.jsonl`` are strict JSON)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
 
 
 def train(
@@ -336,6 +602,7 @@ def train(
     out_dir: str | os.PathLike = "runs/segmentation",
     device: str = "cpu",
     resume: bool = False,
+    overwrite: bool = False,
     warmup_checkpoint: str | os.PathLike | None = None,
     stop_after_epoch: int | None = None,
     progress: bool = True,
@@ -348,201 +615,142 @@ def train(
     ----------
     config : TrainConfig
     network : torch.nn.Module
-        Images ``(N, 3, H, W)`` -> logits ``(N, C, H, W)``.
+        Images ``(N, 3, H, W)`` -> logits ``(N, C, H, W)`` (or ``{"out": logits}``).
     train_samples, val_samples, test_samples : sequences of Sample
-        Items with ``id``, ``image`` ``(H, W, 3)`` uint8, ``seeds`` ``(H, W)``, ``mask`` or None and
-        ``num_classes`` (``chainrule2_torch.data.Sample``). Training items without seeds are skipped
-        with a warning.
+        ``chainrule2_torch.data.Sample`` items. Training items without seeds (without a mask for
+        ``full``) are skipped with a :class:`~chainrule2_torch.data.NoSeedsWarning` naming them.
     out_dir : path
-        Metrics (``metrics.jsonl``), checkpoints (``last.pt``), stage-A cache, panels.
+        Metrics (``metrics.jsonl``), checkpoints (``last.pt``), stage-A cache, panels, ``final.json``, ``model.pt``.
     device : "cpu" or "cuda"
     resume : bool
         Continue from ``<out>/last.pt`` if it exists.
+    overwrite : bool
+        Start over in an ``out_dir`` that holds a run (refused otherwise).
     warmup_checkpoint : path or None
-        Where the PCE warm-up is loaded from (if it exists) or saved to (the TR methods start from it).
+        Where the PCE warm-up is loaded from (if it exists) or saved to; keyed by the warm-up's
+        configuration, the network's architecture and the training data (a mismatch is refused).
     stop_after_epoch : int or None
         Stop (as if interrupted) after this epoch (for testing resume).
+    progress, panels :
+        tqdm bars; how many training and test items get a PNG panel.
+    batch_solver : callable or None
+        Stage A's batch solver (e.g. ``chainrule2.solvers.ProcessBatchSolver(workers=2)``).
     """
-    from tqdm.auto import tqdm
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train_samples = _usable(list(train_samples), config.method)
-    if not train_samples:
-        raise ValueError(
-            "train_samples: expected at least one training item with seeds (or a mask for 'full'), got none"
-        )
-    num_classes = int(train_samples[0].num_classes)
-    for s in list(train_samples) + list(val_samples) + list(test_samples):
-        if int(s.num_classes) != num_classes:
-            raise ValueError(
-                f"num_classes of {s.id!r}: expected {num_classes} (as the first item), got {s.num_classes}"
-            )
-    rng = seed_everything(config.seed)
-    model = TorchModel(network, device=device)
-    augment = Augmentation(crop_size=tuple(config.crop_size), scale_range=tuple(config.scale_range))
-    per_epoch = math.ceil(len(train_samples) / config.batch_size)
-    warmup = 0 if config.method == "full" else config.warmup_epochs
+    dev = resolve_device(device)
+    method = METHOD_TABLE[config.method]
+    train_samples = _usable(list(train_samples), method)
+    num_classes = _check_samples(train_samples, list(val_samples) + list(test_samples))
+    _prepare_out(out, resume, overwrite)
+    network.to(dev)
+    warmup = config.warmup_epochs if method.warmup else 0
     total = config.warmup_epochs + config.epochs  # the same number of epochs for every method
+    per_epoch = math.ceil(len(train_samples) / config.batch_size)
     cache = StageACache(out / "stage_a")
-    metrics_path = out / "metrics.jsonl"
-    ckpt_path = out / "last.pt"
+    stage_a = make_stage_a(config, batch_solver) if method.targets == "stage_a" else None
+    metrics_path, ckpt_path = out / "metrics.jsonl", out / "last.pt"
+    fingerprint = _fingerprint(network, train_samples)
 
-    def make_fitter(phase: str) -> OptimizerFitter:
-        lr = (config.warmup_lr or config.lr) if phase == "pce" else config.lr
-        opt = _make_optimizer(config, network.parameters(), lr)
-        n_epochs = warmup if phase == "pce" else total - warmup
-        iters = max(1, n_epochs * per_epoch)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / iters) ** 0.9)
-        return OptimizerFitter(opt, _objective(config, phase, num_classes), steps=1, scheduler=sched)
+    def phase_at(epoch: int) -> _Phase:
+        if epoch < warmup:
+            return _Phase.build("warmup", WARMUP, config, network, num_classes, warmup * per_epoch, dev)
+        return _Phase.build("main", method, config, network, num_classes, (total - warmup) * per_epoch, dev)
 
-    start_epoch = 0
-    phase = "pce" if warmup > 0 else "main"
-    fitter = make_fitter(phase)
+    start_epoch, saved_phase = 0, None
     if resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if state["config"] != dataclasses.asdict(config):
-            raise ValueError(f"resume: {ckpt_path} was written with a different configuration")
+        state = _load(ckpt_path, "resume: checkpoint", "start without --resume (with --overwrite)")
+        if state.get("config") != dataclasses.asdict(config):
+            diff = _differences(state.get("config") or {}, dataclasses.asdict(config))
+            raise ValueError(f"resume: {ckpt_path} was written with a different configuration (fields {diff})")
         network.load_state_dict(state["model"])
-        start_epoch = state["epoch"] + 1
-        phase = "pce" if start_epoch < warmup else "main"
-        fitter = make_fitter(phase)
-        fitter.load_state_dict(state["fitter"])
+        start_epoch, saved_phase = state["epoch"] + 1, state["phase"]
         cache.restore(state["stage_a_cache"])
-        _set_rng_state(rng, state["rng"])
         logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
     elif warmup > 0 and warmup_checkpoint is not None and Path(warmup_checkpoint).exists():
-        state = torch.load(warmup_checkpoint, map_location="cpu", weights_only=False)
-        if state.get("warmup_config") != _warmup_key(config):
+        state = _load(Path(warmup_checkpoint), "warmup_checkpoint:", "pass another --warmup-checkpoint")
+        key = _warmup_key(config, fingerprint)
+        if state.get("warmup_config") != key:
+            diff = _differences(state.get("warmup_config") or {}, key)
             raise ValueError(
-                f"warmup_checkpoint: {warmup_checkpoint} was written with a different warm-up configuration"
+                f"warmup_checkpoint: {warmup_checkpoint} was written for another warm-up (differing fields: {diff}); "
+                "pass another --warmup-checkpoint"
             )
         network.load_state_dict(state["model"])
-        _set_rng_state(rng, state["rng"])
         start_epoch = warmup
-        phase = "main"
-        fitter = make_fitter(phase)
         logger.info("warm start from %s", warmup_checkpoint)
-    elif not resume and metrics_path.exists():
-        metrics_path.unlink()
+    kept = _read_metrics(metrics_path, start_epoch - 1) if resume else []
+    _atomic_write_text("".join(x + "\n" for x in kept), metrics_path)
 
-    loss = trust_region = None
-    if config.method in TR_METHODS:
-        loss, trust_region = _trust_region(config, fitter, batch_solver)
-
-    final: dict = {}
+    phase = phase_at(start_epoch) if start_epoch < total else None
+    if phase is not None and saved_phase is not None and saved_phase["name"] == phase.name:
+        phase.load_state_dict(saved_phase)  # same phase: continue its optimizer and schedule exactly
     for epoch in range(start_epoch, total):
-        if phase == "pce" and epoch >= warmup:
-            phase = "main"
-            fitter = make_fitter(phase)
-        record: dict = {"epoch": epoch, "phase": phase if phase == "pce" else config.method}
+        if epoch == warmup and phase.name == "warmup":
+            phase = phase_at(epoch)  # the phase switch: the method's own optimizer and schedule
+        name = "pce" if phase.name == "warmup" else config.method
+        record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
-        stage_a_s = 0.0
-        if phase == "main" and config.method in TR_METHODS and (epoch - warmup) % config.stage_a_every == 0:
-            t_a = time.perf_counter()
-            record.update(run_stage_a(trust_region, loss, model, train_samples, cache, config.batch_size))
-            stage_a_s = time.perf_counter() - t_a
-        order = rng.permutation(len(train_samples))
-        losses = []
-        bar = tqdm(
-            range(per_epoch), desc=f"epoch {epoch + 1}/{total} {record['phase']}", disable=not progress, leave=False
-        )
-        use_pseudo = phase == "main" and config.method in TR_METHODS
-        for b in bar:
-            items, pseudo = [], []
-            for i in order[b * config.batch_size : (b + 1) * config.batch_size]:
-                s = train_samples[int(i)]
-                aug, p = augment(s, rng, pseudo=cache.get(s.id) if use_pseudo else None)
-                items.append(aug)
-                pseudo.append(p)
-            batch, targets, masks = _collate(items, pseudo)
-            if phase == "main" and config.method == "full":
-                targets = masks
-            report = fitter.fit(model, batch, targets)
-            losses.append(report.loss)
-            bar.set_postfix(loss=f"{report.loss:.4f}")
-        record["loss"] = float(np.mean(losses))
+        samples = train_samples
+        if phase.method.targets == "stage_a":
+            if (epoch - warmup) % config.stage_a_every == 0:
+                record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev))
+            samples = [s.replace(target=cache.get(s.id)) for s in train_samples]
+        elif phase.method.targets == "masks":
+            samples = [s.replace(target=s.mask) for s in train_samples]
+        bar = _Progress(progress, f"epoch {epoch + 1}/{total} {name}")
+        record["loss"] = train_epoch(network, phase, _loader(samples, config, epoch, dev), epoch, bar)
         record["epoch_s"] = time.perf_counter() - t0
-        record["stage_a_s"] = stage_a_s
-        record["lr"] = fitter.optimizer.param_groups[0]["lr"]
+        record["lr"] = phase.optimizer.param_groups[0]["lr"]
         if val_samples:
-            record["val_miou"] = evaluate(model, val_samples, num_classes, config.batch_size)["miou"]
+            record["val_miou"] = evaluate_network(network, val_samples, config.batch_size, dev)["miou"]
         with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(_strict(record)) + "\n")
         logger.info("%s", record)
         if progress:
+            from tqdm.auto import tqdm
+
             tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
         if epoch == warmup - 1 and warmup_checkpoint is not None and not Path(warmup_checkpoint).exists():
-            Path(warmup_checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save(
-                {"model": network.state_dict(), "rng": _rng_state(rng), "warmup_config": _warmup_key(config)},
-                warmup_checkpoint,
-            )
-        torch.save(
-            {
-                "model": network.state_dict(),
-                "fitter": fitter.state_dict(),
-                "epoch": epoch,
-                "rng": _rng_state(rng),
-                "stage_a_cache": cache.state(),
-                "config": dataclasses.asdict(config),
-            },
-            ckpt_path.with_suffix(".tmp"),
-        )
-        os.replace(ckpt_path.with_suffix(".tmp"), ckpt_path)
+            _atomic_save({"model": network.state_dict(), "warmup_config": _warmup_key(config, fingerprint)},
+                         Path(warmup_checkpoint))  # fmt: skip
+        _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(), "epoch": epoch,
+                      "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, ckpt_path)  # fmt: skip
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {"stopped_after_epoch": epoch}
+    return _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels)
 
-    final["method"] = config.method
+
+def _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels) -> dict:  # noqa: ANN001
+    """Final scores (val, test once), the stage-A labels' mIoU, panels, ``final.json`` and ``model.pt``."""
+    final: dict = {"method": config.method, "class_names": list(train_samples[0].class_names)}
     if val_samples:
-        final["val"] = evaluate(model, val_samples, num_classes, config.batch_size)
+        final["val"] = evaluate_network(network, val_samples, config.batch_size, dev)
     if test_samples:
-        final["test"] = evaluate(model, test_samples, num_classes, config.batch_size)
-    if config.method in TR_METHODS and cache.labels:
-        conf = None
-        for s in train_samples:
-            if s.mask is not None and cache.get(s.id) is not None:
-                c = confusion_matrix(cache.get(s.id), np.asarray(s.mask), num_classes)
-                conf = c if conf is None else conf + c
-        if conf is not None:
-            final["pseudo_miou"] = miou(conf)[0]
+        final["test"] = evaluate_network(network, test_samples, config.batch_size, dev)
+    labelled = [s for s in train_samples if s.mask is not None and cache.get(s.id) is not None]
+    if labelled:
+        conf = sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in labelled)
+        final["pseudo_miou"] = _miou(conf)
     if panels:
-        write_panels(model, train_samples[:panels], cache, out / "panels" / "train.png", num_classes)
+        write_panels(network, train_samples[:panels], cache, out / "panels" / "train.png", dev)
         if test_samples:
-            write_panels(model, list(test_samples)[:panels], None, out / "panels" / "test.png", num_classes)
-    with open(out / "final.json", "w") as f:
-        json.dump(final, f, indent=1)
-    torch.save(network.state_dict(), out / "model.pt")
+            write_panels(network, list(test_samples)[:panels], None, out / "panels" / "test.png", dev)
+    _atomic_write_text(json.dumps(_strict(final), indent=1, allow_nan=False), out / "final.json")
+    _atomic_save(network.state_dict(), out / "model.pt")
     return final
 
 
-def _warmup_key(config: TrainConfig) -> dict:
-    keys = (
-        "warmup_epochs",
-        "batch_size",
-        "crop_size",
-        "scale_range",
-        "lr",
-        "warmup_lr",
-        "momentum",
-        "weight_decay",
-        "optimizer",
-        "seed",
-    )
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items() if k in keys}
-
-
 def write_panels(
-    model: TorchModel, samples: Sequence[Any], cache: StageACache | None, path: Path, num_classes: int
+    network: torch.nn.Module, samples: Sequence[Any], cache: StageACache | None, path: Path, device: Any = "cpu"
 ) -> None:
     """One PNG panel per item (``<path stem>_<id>.png``): image, seeds, stage-A labels, prediction, truth."""
     if not samples:
         return
-    preds = predict_labels(model, samples)
+    preds = predict_labels(network, samples, device=device)
     for s in samples:
         pseudo = cache.get(s.id) if cache is not None else None
         caption = s.id
         if s.mask is not None:
-            caption += f"  mIoU {miou(confusion_matrix(preds[s.id], np.asarray(s.mask), num_classes))[0]:.1f}"
+            caption += f"  mIoU {_miou(confusion_matrix(preds[s.id], s.mask, s.num_classes)) or 0.0:.1f}"
         write_panel(path.parent / f"{path.stem}_{s.id}.png", np.asarray(s.image), s.seeds, pseudo, preds[s.id], s.mask,
-                    num_classes=num_classes, caption=caption)  # fmt: skip
+                    num_classes=s.num_classes, caption=caption)  # fmt: skip

@@ -60,7 +60,7 @@ def test_stage_a_runs_every_k_epochs_only(data, tmp_path):
     config = _config("grid-tr", epochs=4, stage_a_every=2)
     train(config, _net(), train_s, val_s, (), out_dir=tmp_path, progress=False, panels=0)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    ran = [r["epoch"] for r in lines if "stage_a_predict_s" in r]
+    ran = [r["epoch"] for r in lines if "stage_a_solve_s" in r]
     assert ran == [1, 3]  # warm-up epoch 0, then every 2nd epoch; cached labels reused in between
 
 

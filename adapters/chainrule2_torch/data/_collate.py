@@ -49,7 +49,7 @@ def collate(
     device : str or torch.device
         Where ``inputs`` (and tensor seeds) go.
     seeds_as : {"tensor", "numpy"}
-        ``"tensor"``: int64 tensor on ``device``; ``"numpy"``: int64 host array.
+        ``"tensor"``: int64 tensors on ``device``; ``"numpy"``: int64 host arrays (seeds and targets).
     mean, std : 3 floats
         Normalisation of images scaled to [0, 1] (ImageNet statistics by default).
 
@@ -58,7 +58,8 @@ def collate(
     Batch
         ``inputs``: float32 tensor ``(N, 3, H, W)``, normalised; ``seeds``: int64 ``(N, H, W)``
         (255 unlabeled, 254 padding); ``images``: float64 numpy ``(N, H, W, 3)`` in 0..255 (host
-        copies for contrast-sensitive weights); ``ids``: tuple of str.
+        copies for contrast-sensitive weights); ``ids``: tuple of str; ``targets``: the samples'
+        ``target`` (e.g. cached stage-A labels) stacked like the seeds, or None.
 
     Examples
     --------
@@ -77,11 +78,24 @@ def collate(
         )
     if seeds_as not in ("tensor", "numpy"):
         raise ValueError(f"seeds_as: expected 'tensor' or 'numpy', got {seeds_as!r}")
+    with_target = [s.target is not None for s in samples]
+    if any(with_target) and not all(with_target):
+        missing = [s.id for s in samples if s.target is None]
+        raise ValueError(f"samples: expected a target on every sample or on none, got none on {missing[:5]}")
     images = np.stack([s.image for s in samples])
-    seeds = np.stack([s.seeds for s in samples]).astype(np.int64)
     inputs = normalize(images, device, mean, std)
-    seeds_out = torch.from_numpy(seeds).to(inputs.device) if seeds_as == "tensor" else seeds
-    return Batch(inputs=inputs, seeds=seeds_out, images=images.astype(np.float64), ids=tuple(s.id for s in samples))
+
+    def labels(arrays: list[np.ndarray]) -> np.ndarray | torch.Tensor:
+        stacked = np.stack(arrays).astype(np.int64)
+        return torch.from_numpy(stacked).to(inputs.device) if seeds_as == "tensor" else stacked
+
+    return Batch(
+        inputs=inputs,
+        seeds=labels([s.seeds for s in samples]),
+        images=images.astype(np.float64),
+        ids=tuple(s.id for s in samples),
+        targets=labels([s.target for s in samples]) if all(with_target) else None,
+    )
 
 
 class SampleDataset(torch.utils.data.Dataset):

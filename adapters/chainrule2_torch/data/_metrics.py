@@ -41,11 +41,11 @@ class Scores(NamedTuple):
     confusion: np.ndarray
     class_names: tuple[str, ...] | None = None
 
-    def as_dict(self) -> dict:
-        """JSON-friendly dict (NaN kept as ``None``)."""
+    def as_dict(self, scale: float = 1.0) -> dict:
+        """JSON-friendly dict (NaN as ``None``); every value multiplied by ``scale`` (100: percent)."""
 
         def f(v: float) -> float | None:
-            return None if np.isnan(v) else float(v)
+            return None if np.isnan(v) else float(v) * scale
 
         names = self.class_names or tuple(str(k) for k in range(self.iou.size))
         return {

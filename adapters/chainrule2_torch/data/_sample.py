@@ -15,6 +15,12 @@ __all__ = ["DATA_ROOT_ENV", "DataWarning", "NoSeedsWarning", "Sample", "data_roo
 #: Environment variable that overrides :func:`data_root`.
 DATA_ROOT_ENV = "CHAINRULE2_DATA"
 
+#: Appended to every "data not found" error of the readers and of ``load_splits``.
+_NOT_FOUND_HINT = (
+    f"pass the data set's folder as root= (CLI: --root), or set the {DATA_ROOT_ENV} environment variable to "
+    "the folder that holds the data sets (default: ../shared/data next to the repository)"
+)
+
 
 class DataWarning(UserWarning):
     """Base category of every warning raised by :mod:`chainrule2_torch.data`."""
@@ -25,7 +31,7 @@ class NoSeedsWarning(DataWarning):
 
 
 def data_root() -> Path:
-    """Where the shared real data sets live, for example scripts' ``--data`` default.
+    """Where the shared real data sets live: the default of the example scripts' ``--root`` (``<data root>/<name>``).
 
     Resolution order: the environment variable ``CHAINRULE2_DATA`` if set; otherwise
     ``<repository root>/../shared/data`` (the repository's sibling ``shared/data`` folder). The path is
@@ -68,6 +74,10 @@ class Sample:
         Number of classes ``C`` (ignore values excluded).
     class_names : tuple of str
         ``C`` names, index = class id.
+    target : ndarray (H, W) uint8 or None
+        A per-item training target carried with the sample, e.g. its cached stage-A labels:
+        :class:`Augmentation` transforms it jointly with the image and :func:`collate` stacks it
+        into ``Batch.targets``. Same values as ``mask``.
 
     Examples
     --------
@@ -83,6 +93,7 @@ class Sample:
     mask: np.ndarray | None
     num_classes: int
     class_names: tuple[str, ...]
+    target: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         image = np.asarray(self.image)
@@ -110,6 +121,13 @@ class Sample:
                 raise ValueError(f"mask of {self.id!r}: expected shape {hw} (the image's H, W), got {mask.shape}")
             mask = _check_labels(mask, self.num_classes, f"mask of {self.id!r}")
             mask = _frozen(mask)
+        target = self.target
+        if target is not None:
+            target = np.asarray(target)
+            if target.shape != hw:
+                raise ValueError(f"target of {self.id!r}: expected shape {hw} (the image's H, W), got {target.shape}")
+            target = _frozen(_check_labels(target, self.num_classes, f"target of {self.id!r}"))
+        object.__setattr__(self, "target", target)
         object.__setattr__(self, "image", _frozen(image))
         object.__setattr__(self, "seeds", _frozen(seeds))
         object.__setattr__(self, "mask", mask)
@@ -129,7 +147,7 @@ class Sample:
 
     def replace(self, **changes: object) -> Sample:
         """A copy with some fields replaced (validated again)."""
-        fields = {k: getattr(self, k) for k in ("id", "image", "seeds", "mask", "num_classes", "class_names")}
+        fields = {k: getattr(self, k) for k in ("id", "image", "seeds", "mask", "num_classes", "class_names", "target")}
         fields.update(changes)
         return Sample(**fields)  # type: ignore[arg-type]
 

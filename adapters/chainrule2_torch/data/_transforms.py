@@ -137,7 +137,8 @@ class Augmentation:
     def __call__(
         self, sample: Sample, rng: np.random.Generator, pseudo: np.ndarray | None = None
     ) -> tuple[Sample, np.ndarray | None]:
-        """Augment ``sample`` (and ``pseudo``: cached stage-A labels ``(H, W)``, same transform).
+        """Augment ``sample`` (with its ``mask`` and ``target``) and ``pseudo`` (extra labels ``(H, W)``),
+        all with the same transform.
 
         Returns
         -------
@@ -155,6 +156,7 @@ class Augmentation:
         labels = [resize_labels(sample.seeds, hw)]
         labels += [resize_labels(sample.mask, hw)] if sample.mask is not None else []
         labels += [resize_labels(pseudo.astype(np.uint8), hw)] if pseudo is not None else []
+        labels += [resize_labels(sample.target, hw)] if sample.target is not None else []
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
             labels = [a[:, ::-1] for a in labels]
@@ -168,9 +170,11 @@ class Augmentation:
         fill = image.reshape(-1, 3).mean(axis=0) if self.image_fill == "mean" else float(self.image_fill)
         out_image = _crop(image, y0, x0, ch, cw, np.rint(fill).astype(np.uint8))
         cropped = [_crop(a, y0, x0, ch, cw, PADDING) for a in labels]
-        mask = cropped[1] if sample.mask is not None else None
-        new_pseudo = cropped[-1] if pseudo is not None else None
-        return sample.replace(image=out_image, seeds=cropped[0], mask=mask), new_pseudo
+        rest = iter(cropped[1:])
+        mask = next(rest) if sample.mask is not None else None
+        new_pseudo = next(rest) if pseudo is not None else None
+        target = next(rest) if sample.target is not None else None
+        return sample.replace(image=out_image, seeds=cropped[0], mask=mask, target=target), new_pseudo
 
 
 def _crop(a: np.ndarray, y0: int, x0: int, ch: int, cw: int, fill: object) -> np.ndarray:
