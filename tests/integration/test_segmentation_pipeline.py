@@ -64,17 +64,96 @@ def test_stage_a_runs_every_k_epochs_only(data, tmp_path):
     assert ran == [1, 3]  # warm-up epoch 0, then every 2nd epoch; cached labels reused in between
 
 
-def test_resume_gives_the_same_result(data, tmp_path):
-    full_net, full = _run(data, tmp_path / "a")
-    stopped = train(_config("grid-tr"), _net(), *data, out_dir=tmp_path / "b", progress=False, panels=0,
-                    stop_after_epoch=1)  # fmt: skip
-    assert stopped == {"stopped_after_epoch": 1}
-    # a fresh process would rebuild the network from scratch: a different init must not matter
-    net = _net(seed=99)
-    resumed = train(_config("grid-tr"), net, *data, out_dir=tmp_path / "b", progress=False, panels=0, resume=True)
-    for a, b in zip(full_net.state_dict().values(), net.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+RESUME = dict(epochs=3, warmup_epochs=2, stage_a_every=2)  # epochs 0-1 warm-up; stage A at 2 and 4
+
+
+def _same_networks(a, b):
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), name
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    net = _net()
+    final = train(_config("grid-tr", **RESUME), net, *data, out_dir=out, progress=False, panels=0)
+    return net, final, (out / "metrics.jsonl").read_text().splitlines()
+
+
+def _resume_and_compare(data, out, uninterrupted):
+    full_net, full, full_lines = uninterrupted
+    net = _net(seed=99)  # a fresh process rebuilds the network from scratch: a different init must not matter
+    resumed = train(_config("grid-tr", **RESUME), net, *data, out_dir=out, progress=False, panels=0, resume=True)
+    _same_networks(full_net, net)
     assert resumed["test"]["miou"] == full["test"]["miou"]
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    drop = ("epoch_s", "stage_a_s", "stage_a_solve_s")  # timings differ, nothing else may
+    strip = [{k: v for k, v in json.loads(x).items() if k not in drop} for x in lines]
+    assert strip == [{k: v for k, v in json.loads(x).items() if k not in drop} for x in full_lines]
+
+
+@pytest.mark.parametrize("stop", [0, 1, 2, 3])  # 1: the warm-up's last epoch (the phase boundary)
+def test_resume_after_any_epoch_is_exact(data, tmp_path, uninterrupted, stop):
+    stopped = train(_config("grid-tr", **RESUME), _net(), *data, out_dir=tmp_path, progress=False, panels=0,
+                    stop_after_epoch=stop)  # fmt: skip
+    assert stopped == {"stopped_after_epoch": stop}
+    _resume_and_compare(data, tmp_path, uninterrupted)
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: not an Exception, so nothing in the loop may catch it."""
+
+
+def _dies_on_call(n):
+    from chainrule2.solvers import solve_batch
+
+    calls = []
+
+    def batch_solver(solver, energies, initials):
+        calls.append(1)
+        if len(calls) == n:
+            raise _Killed
+        return solve_batch(solver, energies, initials)
+
+    return batch_solver
+
+
+@pytest.mark.parametrize("call", [2, 4])  # inside the first stage A after the warm-up; inside the second
+def test_kill_during_stage_a_then_resume_is_exact(data, tmp_path, uninterrupted, call):
+    with pytest.raises(_Killed):
+        train(_config("grid-tr", **RESUME), _net(), *data, out_dir=tmp_path, progress=False, panels=0,
+              batch_solver=_dies_on_call(call))  # fmt: skip
+    assert list((tmp_path / "stage_a").glob("*.png"))  # the killed stage A had written some labels
+    _resume_and_compare(data, tmp_path, uninterrupted)
+
+
+def test_a_crash_between_the_metrics_line_and_the_checkpoint_is_trimmed(data, tmp_path, uninterrupted):
+    train(_config("grid-tr", **RESUME), _net(), *data, out_dir=tmp_path, progress=False, panels=0, stop_after_epoch=2)
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # epoch 3's line written, its checkpoint not
+        f.write(json.dumps({"epoch": 3, "phase": "grid-tr", "loss": 0.0}) + "\n")
+    _resume_and_compare(data, tmp_path, uninterrupted)
+
+
+def test_an_old_run_is_not_silently_mixed_into_a_new_one(data, tmp_path):
+    train(_config("pce", epochs=1, warmup_epochs=0), _net(), *data, out_dir=tmp_path, progress=False, panels=0)
+    with pytest.raises(FileExistsError, match="--resume .* --overwrite"):
+        train(_config("pce", epochs=1, warmup_epochs=0), _net(), *data, out_dir=tmp_path, progress=False)
+    old = (tmp_path / "final.json").read_text()
+    train(_config("pce", epochs=1, warmup_epochs=0, seed=4), _net(), *data, out_dir=tmp_path, progress=False,
+          panels=0, overwrite=True)  # fmt: skip
+    assert (tmp_path / "previous.final.json").read_text() == old
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_final_json_is_strict_and_on_one_scale(data, tmp_path):
+    train_s, val_s, _ = data
+    final = train(_config("pce", epochs=1, warmup_epochs=0), _net(), train_s, val_s, out_dir=tmp_path,
+                  progress=False, panels=0)  # fmt: skip
+    text = (tmp_path / "final.json").read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
+    assert set(final["val"]["iou"]) == set(train_s[0].class_names)
+    defined = [v for v in final["val"]["iou"].values() if v is not None]
+    assert defined and max(defined) > 1.0 and final["val"]["miou"] == pytest.approx(np.mean(defined))
 
 
 def test_warmup_checkpoint_is_reused_identically(data, tmp_path):
