@@ -1,58 +1,311 @@
-"""Summarise runs/results/<row>/<method>/ into the Markdown table of docs/results.md.
+"""Summarise runs/results/<setting>/<method>/ into the Markdown table of docs/results.md, and a bar chart.
 
-python examples/results_table.py runs/results
+python examples/results_table.py runs/results [--figure runs/results/results.png] [--metric test|val]
+
+Runs are read from ``<root>/<setting>/<method>/final.json`` (and ``metrics.jsonl`` next to it), as
+``examples/results.sh`` writes them. Several training seeds of one method are also found in
+``<root>/<setting>/<method>/seed<k>/`` or ``<root>/<setting>/<method>_seed<k>/``: the table then has one row
+per run (method ``grid-tr (seed 1)``) and the figure shows the mean with a ±1 sd error bar. The Markdown table
+goes to stdout; the figure (mIoU per setting, one bar per method, drawn with Pillow from the runs' files
+only) to ``--figure`` (default ``<root>/results.png``; ``--no-figure`` skips it). Missing or NaN values
+print as ``n/a``.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
+import math
+import os
+import re
 import sys
+import tempfile
 from pathlib import Path
 
 METHODS = ("pce", "grid-gd", "adm", "grid-tr", "full")
+#: bar colours (Okabe-Ito, none of them grey like anti-aliased text)
+COLOURS = {
+    "pce": (230, 159, 0),
+    "grid-gd": (86, 180, 233),
+    "adm": (0, 158, 115),
+    "grid-tr": (0, 114, 178),
+    "full": (204, 121, 167),
+}
+# figure geometry (px); the size follows from the numbers of settings and methods only, see figure_size
+BAR_W, BAR_GAP, GROUP_PAD, MIN_GROUP_W = 30, 4, 30, 150
+LEFT, LEGEND_W, TOP, PLOT_H, BOTTOM = 64, 120, 48, 320, 40
+
+
+def _number(value) -> float | None:
+    """A finite float, or None for a missing / null / NaN / non-numeric value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _miou(value) -> float | None:
+    """``final.json``'s ``test`` / ``val`` entry: ``{"miou": x, ...}``, a bare number, or missing."""
+    return _number(value.get("miou") if isinstance(value, dict) else value)
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
 
 def row(folder: Path) -> dict | None:
+    """One run's numbers from ``folder/final.json`` and ``folder/metrics.jsonl``; None without ``final.json``.
+
+    Missing or NaN values (no test split, no metrics file) are None.
+    """
     final_path, metrics_path = folder / "final.json", folder / "metrics.jsonl"
     if not final_path.exists():
         return None
     final = json.loads(final_path.read_text())
-    lines = [json.loads(x) for x in metrics_path.read_text().splitlines()] if metrics_path.exists() else []
-    main = [r for r in lines if r["phase"] != "pce"] or lines
-    epoch_s = sum(r["epoch_s"] for r in main) / max(len(main), 1)
-    stage_a = sum(r.get("stage_a_s", 0.0) for r in main)
-    total_main = sum(r["epoch_s"] for r in main)
+    if not isinstance(final, dict):
+        raise ValueError(f"{final_path}: expected a JSON object, got {type(final).__name__}")
+    lines = []
+    if metrics_path.exists():
+        lines = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
+    main = [r for r in lines if r.get("phase") != "pce"] or lines
+    epoch_times = [t for t in (_number(r.get("epoch_s")) for r in main) if t is not None]
+    total_main = sum(epoch_times)
+    stage_a = sum(_number(r.get("stage_a_s")) or 0.0 for r in main)
     return {
-        "test": final.get("test", {}).get("miou", float("nan")),
-        "val": final.get("val", {}).get("miou", float("nan")),
+        "test": _miou(final.get("test")),
+        "val": _miou(final.get("val")),
         "pseudo": final.get("pseudo_miou"),
-        "seconds": final.get("seconds", float("nan")),
-        "epoch_s": epoch_s,
-        "stage_a_share": stage_a / total_main if total_main else 0.0,
+        "seconds": _number(final.get("seconds")),
+        "epoch_s": total_main / len(epoch_times) if epoch_times else None,
+        "stage_a_share": (stage_a / total_main if total_main else 0.0) if epoch_times else None,
         "epochs": len(lines),
         "command": final.get("command", ""),
     }
 
 
-def main(root: str = "runs/results") -> None:
-    print(
-        "| setting | method | test mIoU | val mIoU | stage-A labels mIoU (train) | s/epoch (after warm-up) | stage-A share | run s |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    commands = []
-    for setting in sorted(p for p in Path(root).iterdir() if p.is_dir()):
+def _seed(name: str, prefix: str) -> int | None:
+    match = re.fullmatch(re.escape(prefix) + r"seed(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
+def runs(setting: Path, method: str) -> list[tuple[int | None, dict]]:
+    """The runs of ``method`` in ``setting``: ``<method>/``, ``<method>/seed<k>/``, ``<method>_seed<k>/``.
+
+    Returns ``(seed or None, row)`` pairs, the unseeded folder first, then by seed.
+    """
+    found: list[tuple[int | None, Path]] = [(None, setting / method)]
+    base = setting / method
+    if base.is_dir():
+        found += [(k, p) for p in base.iterdir() if p.is_dir() and (k := _seed(p.name, "")) is not None]
+    found += [(k, p) for p in setting.iterdir() if p.is_dir() and (k := _seed(p.name, f"{method}_")) is not None]
+    out = [(k, r) for k, p in found if (r := row(p)) is not None]
+    return sorted(out, key=lambda kr: -1 if kr[0] is None else kr[0])
+
+
+def collect(root: str | Path) -> list[tuple[str, str, list[tuple[int | None, dict]]]]:
+    """``(setting, method, runs)`` for every setting folder of ``root`` (sorted) and method (``METHODS`` order)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root: expected a folder of runs (<root>/<setting>/<method>/final.json), got {root}")
+    out = []
+    for setting in sorted(p for p in root.iterdir() if p.is_dir()):
         for m in METHODS:
-            r = row(setting / m)
-            if r is None:
-                continue
-            pseudo = f"{r['pseudo']:.1f}" if r["pseudo"] is not None else "–"
-            print(f"| {setting.name} | {m} | {r['test']:.1f} | {r['val']:.1f} | {pseudo} | {r['epoch_s']:.1f} | "
-                  f"{100 * r['stage_a_share']:.0f} % | {r['seconds']:.0f} |")  # fmt: skip
+            found = runs(setting, m)
+            if found:
+                out.append((setting.name, m, found))
+    return out
+
+
+def markdown(groups) -> list[str]:
+    """The table's lines (header, one row per run) then the runs' commands, as printed by :func:`main`."""
+    lines = [
+        "| setting | method | test mIoU | val mIoU | stage-A labels mIoU (train) | s/epoch (after warm-up) | stage-A share | run s |",  # noqa: E501
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    commands = []
+    for setting, m, found in groups:
+        for seed, r in found:
+            name = m if seed is None else f"{m} (seed {seed})"
+            pseudo = "–" if r["pseudo"] is None else _fmt(_number(r["pseudo"]), ".1f")
+            share = "n/a" if r["stage_a_share"] is None else f"{100 * r['stage_a_share']:.0f} %"
+            lines.append(
+                f"| {setting} | {name} | {_fmt(r['test'], '.1f')} | {_fmt(r['val'], '.1f')} | {pseudo} | "
+                f"{_fmt(r['epoch_s'], '.1f')} | {share} | {_fmt(r['seconds'], '.0f')} |"
+            )
             commands.append(r["command"])
-    print()
-    for c in commands:
-        print(f"    {c}")
+    lines.append("")
+    lines += [f"    {c}" for c in commands]
+    return lines
+
+
+def mean_sd(values: list[float | None]) -> tuple[float | None, float | None, int]:
+    """Mean, sample sd (None below 2 values) and count of the non-missing ``values``."""
+    xs = [v for v in values if v is not None]
+    if not xs:
+        return None, None, 0
+    mean = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
+    return mean, sd, len(xs)
+
+
+def figure_size(n_settings: int, n_methods: int) -> tuple[int, int]:
+    """The figure's ``(width, height)`` in px for ``n_settings`` groups of ``n_methods`` bars."""
+    group_w = max(n_methods * (BAR_W + BAR_GAP), MIN_GROUP_W) + GROUP_PAD
+    return LEFT + max(n_settings, 1) * group_w + LEGEND_W, TOP + PLOT_H + BOTTOM
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, ImportError, OSError):  # Pillow < 10.1, or no FreeType
+        return ImageFont.load_default()
+
+
+def _text_w(draw, text: str, font) -> int:
+    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+    return int(right - left)
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    """``text``, cut with an ellipsis to at most ``width`` px."""
+    if _text_w(draw, text, font) <= width:
+        return text
+    while text and _text_w(draw, text + "…", font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def write_figure(groups, path: str | Path, metric: str = "test") -> Path:
+    """Grouped bar chart of ``metric`` mIoU: one group per setting, one bar per method, mean ± sd over seeds.
+
+    Parameters
+    ----------
+    groups : list of (setting, method, runs)
+        As :func:`collect` returns.
+    path : path
+        Output ``.png``, written atomically (temporary file in the same folder, then :func:`os.replace`).
+    metric : {"test", "val"}
+        Which ``final.json`` mIoU.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    from PIL import Image, ImageDraw
+
+    if metric not in ("test", "val"):
+        raise ValueError(f"metric: expected 'test' or 'val', got {metric!r}")
+    settings = list(dict.fromkeys(s for s, _, _ in groups))
+    methods = [m for m in METHODS if any(g[1] == m for g in groups)]
+    stats = {(s, m): mean_sd([r[metric] for _, r in found]) for s, m, found in groups}
+    width, height = figure_size(len(settings), len(methods))
+    group_w = max(len(methods) * (BAR_W + BAR_GAP), MIN_GROUP_W) + GROUP_PAD
+    tops = [mean + (sd or 0.0) for mean, sd, _ in stats.values() if mean is not None]
+    peak = 1.12 * max(tops) if tops else 100.0  # room for the value labels
+    step = 10.0 if peak <= 50 else 20.0
+    y_max = step * max(1, math.ceil(peak / step))
+    base_y, plot_right = TOP + PLOT_H, width - LEGEND_W
+
+    def y_of(v: float) -> float:
+        return base_y - PLOT_H * max(0.0, v) / y_max
+
+    canvas = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    small, normal = _font(11), _font(13)
+    several = any(n > 1 for _, _, n in stats.values())
+    title = f"{metric} mIoU (x100) per setting and method"
+    if several:
+        title += "; mean ± 1 sd over seeds (n under the bar)"
+    draw.text((8, 8), _fit(draw, title, normal, width - 16), fill=(0, 0, 0), font=normal)
+    for i in range(round(y_max / step) + 1):  # y grid, ticks and labels
+        v = i * step
+        y = round(y_of(v))
+        draw.line((LEFT, y, plot_right, y), fill=(225, 225, 225) if i else (0, 0, 0))
+        label = f"{v:.0f}"
+        draw.text((LEFT - 6 - _text_w(draw, label, small), y - 7), label, fill=(0, 0, 0), font=small)
+    draw.line((LEFT, TOP, LEFT, base_y), fill=(0, 0, 0))
+    draw.text((8, TOP - 18), "mIoU", fill=(0, 0, 0), font=small)
+    for gi, setting in enumerate(settings):
+        x0 = LEFT + gi * group_w + GROUP_PAD // 2
+        bars_w = len(methods) * (BAR_W + BAR_GAP) - BAR_GAP
+        bx0 = x0 + (group_w - GROUP_PAD - bars_w) // 2
+        for mi, m in enumerate(methods):
+            if (setting, m) not in stats:
+                continue  # not run in this setting: an empty slot
+            mean, sd, n = stats[(setting, m)]
+            x = bx0 + mi * (BAR_W + BAR_GAP)
+            cx = x + BAR_W // 2
+            if mean is None:
+                w = _text_w(draw, "n/a", small)
+                draw.text((cx - w // 2, base_y - 16), "n/a", fill=(110, 110, 110), font=small)
+                continue
+            draw.rectangle((x, round(y_of(mean)), x + BAR_W - 1, base_y - 1), fill=COLOURS[m])
+            top = mean
+            if sd is not None:
+                top = mean + sd
+                y_hi, y_lo = round(y_of(mean + sd)), round(y_of(mean - sd))
+                draw.line((cx, y_hi, cx, y_lo), fill=(0, 0, 0), width=1)
+                draw.line((cx - 5, y_hi, cx + 5, y_hi), fill=(0, 0, 0))
+                draw.line((cx - 5, y_lo, cx + 5, y_lo), fill=(0, 0, 0))
+            labels = [f"{mean:.1f}"] + ([f"±{sd:.1f}"] if sd is not None else [])
+            y_text = round(y_of(top)) - 4 - 13 * len(labels)
+            for j, text in enumerate(labels):
+                w = _text_w(draw, text, small)
+                draw.text((cx - w // 2, y_text + 13 * j), text, fill=(0, 0, 0), font=small)
+            if several:
+                text = f"n={n}"
+                draw.text((cx - _text_w(draw, text, small) // 2, base_y + 22), text, fill=(90, 90, 90), font=small)
+        name = _fit(draw, setting, normal, group_w - 8)
+        draw.text((x0 + (group_w - GROUP_PAD - _text_w(draw, name, normal)) // 2, base_y + 6), name,
+                  fill=(0, 0, 0), font=normal)  # fmt: skip
+    for mi, m in enumerate(methods):  # legend, right of the plot
+        y = TOP + 4 + 20 * mi
+        draw.rectangle((plot_right + 14, y, plot_right + 27, y + 13), fill=COLOURS[m], outline=(60, 60, 60))
+        draw.text((plot_right + 33, y), m, fill=(0, 0, 0), font=normal)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            canvas.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def main(root: str = "runs/results", figure: str | Path | None = None, metric: str = "test") -> Path | None:
+    """Print the Markdown table of the runs under ``root``; write the figure (``<root>/results.png`` by default).
+
+    ``figure=False`` writes none. Returns the figure's path (None when none was written: no figure, or no run).
+    """
+    groups = collect(root)
+    for line in markdown(groups):
+        print(line)
+    if figure is False or not groups:
+        return None
+    path = write_figure(groups, Path(root) / "results.png" if figure is None else figure, metric)
+    print(f"figure: {path}", file=sys.stderr)
+    return path
+
+
+def _cli(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", default="runs/results", help="folder of <setting>/<method>/ runs")
+    parser.add_argument("--figure", default=None, help="PNG bar chart (default: <root>/results.png)")
+    parser.add_argument("--no-figure", action="store_true", help="print the table only")
+    parser.add_argument("--metric", choices=("test", "val"), default="test", help="mIoU shown in the figure")
+    args = parser.parse_args(argv)
+    try:
+        main(args.root, False if args.no_figure else args.figure, args.metric)
+    except ValueError as e:
+        parser.error(str(e))
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    _cli()

@@ -163,7 +163,7 @@ def test_panel_writes_png(tmp_path):
     path = write_panel(tmp_path / "p" / "x.png", s.image, s.seeds, s.mask, s.mask, s.mask, caption="x")
     with Image.open(path) as im:
         im.load()
-    assert im.size[0] == 5 * 20 + 4 * 4 and im.size[1] > 16
+    assert im.size[0] == 8 + 5 * (20 * 16 + 8) and im.size[1] > 16 * 16  # tiles upscaled x16 to >= 256 px
     assert voc_palette()[1].tolist() == [128, 0, 0] and voc_palette()[255].tolist() == [224, 224, 192]
 
 
