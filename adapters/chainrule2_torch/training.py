@@ -608,6 +608,7 @@ def train(
     progress: bool = True,
     panels: int = 4,
     batch_solver: Any = None,
+    extra: dict | None = None,
 ) -> dict:
     """Train ``network`` with ``config.method``; returns the final metrics (also in ``<out>/final.json``).
 
@@ -635,7 +636,10 @@ def train(
         tqdm bars; how many training and test items get a PNG panel.
     batch_solver : callable or None
         Stage A's batch solver (e.g. ``chainrule2.solvers.ProcessBatchSolver(workers=2)``).
+    extra : dict or None
+        More entries for ``final.json`` (e.g. the command that made the run).
     """
+    started = time.perf_counter()
     out = Path(out_dir)
     dev = resolve_device(device)
     method = METHOD_TABLE[config.method]
@@ -717,12 +721,13 @@ def train(
                       "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, ckpt_path)  # fmt: skip
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {"stopped_after_epoch": epoch}
-    return _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels)
+    extra = {**(extra or {}), "seconds": time.perf_counter() - started}
+    return _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra)
 
 
-def _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels) -> dict:  # noqa: ANN001
+def _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra) -> dict:  # noqa: ANN001
     """Final scores (val, test once), the stage-A labels' mIoU, panels, ``final.json`` and ``model.pt``."""
-    final: dict = {"method": config.method, "class_names": list(train_samples[0].class_names)}
+    final: dict = {"method": config.method, "class_names": list(train_samples[0].class_names), **extra}
     if val_samples:
         final["val"] = evaluate_network(network, val_samples, config.batch_size, dev)
     if test_samples:

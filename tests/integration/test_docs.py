@@ -86,3 +86,10 @@ def test_readme_commands_are_what_ci_and_users_run() -> None:
     assert test.endswith("python -m pytest -q")
     assert "test-command" in (ROOT / ".ci" / "run").read_text()
     assert demo in (ROOT / "docs" / "quickstart.md").read_text()
+
+
+def test_own_loop_page_runs(capsys, monkeypatch) -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("maxflow")
+    _run_blocks(ROOT / "docs" / "own_loop.md", monkeypatch)
+    assert "stage A energy" in capsys.readouterr().out
