@@ -487,19 +487,26 @@ def train_epoch(network: torch.nn.Module, phase: _Phase, loader: Any, epoch: int
         phase.optimizer.zero_grad(set_to_none=True)
         targets = {"seeds": None, "stage_a": batch.targets, "masks": batch.targets}[phase.method.targets]
         extra = (batch.images,) if phase.method.needs_images else ()
-        loss = phase.criterion(network(batch.inputs), targets, batch.seeds, *extra)
+        output = network(batch.inputs)
+        if not bool(torch.isfinite(output_logits(output)).all()):
+            _diverged(epoch, "the network's logits are NaN or inf")
+        loss = phase.criterion(output, targets, batch.seeds, *extra)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise FloatingPointError(
-                f"stage B diverged at epoch {epoch} (loss {value}): training stopped; the last finished epoch "
-                "is kept in last.pt (lower the learning rate and rerun with --resume, or start over)"
-            )
+            _diverged(epoch, f"loss {value}")
         loss.backward()
         phase.optimizer.step()
         phase.scheduler.step()
         losses.append(value)
         progress.set_postfix(loss=f"{value:.4f}")
     return float(np.mean(losses))
+
+
+def _diverged(epoch: int, what: str) -> None:
+    raise FloatingPointError(
+        f"stage B diverged at epoch {epoch} ({what}): training stopped; the last finished epoch is kept in "
+        "last.pt (lower the learning rate and rerun with --resume, or start over)"
+    )
 
 
 class _Progress:
@@ -703,6 +710,8 @@ def train(
             samples = [s.replace(target=s.mask) for s in train_samples]
         bar = _Progress(progress, f"epoch {epoch + 1}/{total} {name}")
         record["loss"] = train_epoch(network, phase, _loader(samples, config, epoch, dev), epoch, bar)
+        if not all(bool(torch.isfinite(p).all()) for p in network.parameters()):
+            _diverged(epoch, "the weights are NaN or inf after the epoch's last step")  # never checkpointed
         record["epoch_s"] = time.perf_counter() - t0
         record["lr"] = phase.optimizer.param_groups[0]["lr"]
         if val_samples:
@@ -758,4 +767,4 @@ def write_panels(
         if s.mask is not None:
             caption += f"  mIoU {_miou(confusion_matrix(preds[s.id], s.mask, s.num_classes)) or 0.0:.1f}"
         write_panel(path.parent / f"{path.stem}_{s.id}.png", np.asarray(s.image), s.seeds, pseudo, preds[s.id], s.mask,
-                    num_classes=s.num_classes, caption=caption)  # fmt: skip
+                    num_classes=s.num_classes, caption=caption, class_names=s.class_names)  # fmt: skip
