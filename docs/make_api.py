@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
+import re
+from pathlib import Path
 
 SECTIONS = [
     ("chainrule2", None, "Top level"),
@@ -21,10 +24,30 @@ SECTIONS = [
     ("chainrule2_torch.data", None, "PyTorch adapter: data, metrics, panels"),
 ]
 
+# Folders whose appearance in a constant's repr means the value is this machine's (not shown).
+_MACHINE_PATHS = tuple({str(Path(__file__).resolve().parents[1].parent), str(Path.home())} - {"/"})
 
-def summary(obj: object) -> str:
+
+def _comment(module: object, name: str) -> str | None:
+    """The ``#:`` comment of ``name = ...`` in the module's source (same line or the line above), if any."""
+    try:
+        source = inspect.getsource(module)
+    except (OSError, TypeError):
+        return None
+    same = re.search(rf"^{re.escape(name)}\s*[:=].*#:\s*(.+)$", source, flags=re.M)
+    above = re.search(rf"^#:\s*(.+)\n{re.escape(name)}\s*[:=]", source, flags=re.M)
+    match = same or above
+    return match.group(1).strip() if match else None
+
+
+def summary(obj: object, module: object | None = None, name: str = "") -> str:
     if inspect.ismodule(obj) or inspect.isclass(obj) or inspect.isroutine(obj):
         text = (inspect.getdoc(obj) or "").split("\n\n")[0].replace("\n", " ")
+    elif isinstance(obj, os.PathLike) or any(p in repr(obj) for p in _MACHINE_PATHS):
+        # A path resolved at import time (DATA_ROOT = data_root()) differs per machine and per
+        # environment: the page describes it instead of printing this machine's value.
+        comment = _comment(module, name) if module is not None else None
+        text = f"constant, machine-dependent (not shown){': ' + comment if comment else ''}"
     else:
         text = f"constant: `{obj!r}`" if len(repr(obj)) < 60 else "constant"
     return text.replace("|", "\\|")
@@ -39,7 +62,7 @@ def main() -> None:
         print(f"## {title}: `{module_name}`\n")
         print("| name | what it is |\n|---|---|")
         for name in names or module.__all__:
-            print(f"| `{module_name}.{name}` | {summary(getattr(module, name))} |")
+            print(f"| `{module_name}.{name}` | {summary(getattr(module, name), module, name)} |")
         print()
 
 

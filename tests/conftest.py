@@ -1,4 +1,5 @@
-"""Shared fixtures. ``shared_data``: the real data sets in the repository's sibling ``../shared/data``."""
+"""Shared fixtures. ``shared_data``: the real data sets, in ``$CHAINRULE2_DATA`` or the repository's sibling
+``../shared/data``."""
 
 from __future__ import annotations
 
@@ -14,15 +15,28 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA_ROOT_ENV = "CHAINRULE2_DATA"
+
+
+def _data_root() -> Path:
+    """``chainrule2_torch.data.data_root()``, re-implemented here so that the core tests need no torch."""
+    env = os.environ.get(DATA_ROOT_ENV)
+    if env:
+        return Path(env).expanduser()
+    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Path of ``<repo>/../shared/data``; skips when absent, but fails when ``CI`` is set."""
-    if not SHARED_DATA.is_dir():
-        message = f"real data not found at {SHARED_DATA}"
+    """The data root (``$CHAINRULE2_DATA``, else ``<repo>/../shared/data``); skips when absent, fails when ``CI`` is set."""
+    root = _data_root()
+    if not root.is_dir():
+        source = f"{DATA_ROOT_ENV} is {'set' if os.environ.get(DATA_ROOT_ENV) else 'unset'}"
+        message = (
+            f"real data not found at {root} ({source}; set {DATA_ROOT_ENV} to the folder that holds "
+            "grabcut_scribbles/, weizmann_horse/, ...)"
+        )
         if os.environ.get("CI"):
             pytest.fail(f"{message} (CI is set: the data must be present)")
         pytest.skip(message)
-    return SHARED_DATA
+    return root

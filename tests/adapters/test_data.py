@@ -238,9 +238,12 @@ def test_data_root_env_override(monkeypatch, tmp_path):
     assert data_root().parts[-2:] == ("shared", "data")
 
 
-def test_no_seed_item_is_skipped_with_warning(tmp_path):
+def test_no_seed_item_is_kept_for_evaluation_with_warning(tmp_path):
     _write_folder(tmp_path, n=2)
     Image.fromarray(np.full((16, 20), 255, np.uint8)).save(tmp_path / "seeds" / "im1.png")
     with pytest.warns(NoSeedsWarning, match="im1"):
         data = read_folder(tmp_path, num_classes=2)
-    assert [s.id for s in data] == ["im0"]
+    assert [s.id for s in data] == ["im0", "im1"] and data[1].num_seeds == 0 and data[1].mask is not None
+    (tmp_path / "masks" / "im1.png").unlink()  # neither seeds nor mask: nothing to use it for
+    with pytest.warns(NoSeedsWarning, match="im1"):
+        assert [s.id for s in read_folder(tmp_path, num_classes=2)] == ["im0"]

@@ -43,12 +43,12 @@ def test_seed_class_not_below_num_classes(tmp_path):
         Sample("x", np.zeros((2, 2, 3), np.uint8), np.full((2, 2), 2, np.uint8), None, 2, ("a", "b"))
 
 
-def test_image_without_seed_pixel_is_skipped_with_a_warning(tmp_path):
+def test_image_without_seed_pixel_is_kept_for_evaluation_with_a_warning(tmp_path):
     _folder(tmp_path)
     Image.fromarray(np.full((16, 20), 255, np.uint8)).save(tmp_path / "seeds" / "im0.png")
     with pytest.warns(NoSeedsWarning, match="'im0' has no seed pixel"):
         data = read_folder(tmp_path, num_classes=2)
-    assert [s.id for s in data] == ["im1"]
+    assert [(s.id, s.num_seeds > 0) for s in data] == [("im0", False), ("im1", True)]  # training skips im0
 
 
 def test_grayscale_and_rgba_images_become_rgb(tmp_path):
@@ -82,9 +82,13 @@ def test_corrupt_file_error_names_the_file(tmp_path):
 
 def test_missing_file_error_names_the_file(tmp_path):
     _folder(tmp_path)
-    (tmp_path / "masks" / "im1.png").unlink()
-    with pytest.raises(FileNotFoundError, match=r"masks/im1\.png"):
-        read_folder(tmp_path, num_classes=2)
+    (tmp_path / "masks" / "im1.png").unlink()  # fine with the files' seeds, an error when seeds come from masks
+    assert read_folder(tmp_path, num_classes=2)[1].mask is None
+    with pytest.raises(ValueError, match=r"item 'im1' has no mask \(expected .*masks/im1\.png\)"):
+        read_folder(tmp_path, num_classes=2, supervision="scribbles")
+    (tmp_path / "train.txt").write_text("im0\nim7\n")
+    with pytest.raises(FileNotFoundError, match=r"'im7' listed in .*train\.txt has no file"):
+        read_folder(tmp_path, "train", num_classes=2)
     with pytest.raises(FileNotFoundError, match="nope.jpg"):
         read_image(tmp_path / "nope.jpg")
 

@@ -7,6 +7,7 @@ and 254 = padding; images are ``(H, W, 3)`` uint8 RGB; every random choice takes
 (:func:`data_root` gives the default location of the shared data sets).
 """
 
+from ._cli import add_data_arguments, load_splits
 from ._collate import IMAGENET_MEAN, IMAGENET_STD, SampleDataset, collate, normalize
 from ._demo import DEMO_CLASSES, make_demo_dataset
 from ._io import read_image, read_labels, to_rgb
@@ -46,6 +47,7 @@ __all__ = [
     "Sample",
     "SampleDataset",
     "Scores",
+    "add_data_arguments",
     "camvid_classes",
     "collate",
     "colorize",
@@ -53,6 +55,7 @@ __all__ = [
     "data_root",
     "evaluate",
     "item_rng",
+    "load_splits",
     "make_demo_dataset",
     "normalize",
     "read_camvid",
