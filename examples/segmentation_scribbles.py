@@ -1,9 +1,14 @@
 """Scribble-supervised segmentation, end to end: PCE-GD, Grid-GD, ADM, the robust trust region
 (Grid-TR) and full supervision on one data set, with the same code on CPU or CUDA.
 
-Quick demo (generated data, no download, a few minutes on a CPU)::
+Quick demo (generated data, no download, seconds on a CPU)::
 
     python examples/segmentation_scribbles.py --demo
+
+Your own folder of images, scribbles and masks (layout in docs/own_data.md)::
+
+    python examples/segmentation_scribbles.py --dataset folder --root path/to/folder --method grid-tr \\
+        --trust-weight 16 --out runs/mine/grid-tr
 
 A results-table row (see docs/results.md)::
 
@@ -11,58 +16,28 @@ A results-table row (see docs/results.md)::
         --epochs 6 --warmup-epochs 6 --seed 0 --out runs/horse/grid-tr \\
         --warmup-checkpoint runs/horse/warmup.pt
 
-Outputs in ``--out``: ``metrics.jsonl`` (one JSON line per epoch), ``final.json`` (val/test mIoU,
-per-class IoU, stage-A pseudo-label mIoU), ``panels/*.png`` (image | seeds | stage-A labels |
-prediction | truth), ``last.pt`` (for ``--resume``), ``model.pt`` and the stage-A label cache
-``stage_a/<id>.png``.
+Outputs in ``--out``: ``metrics.jsonl`` (one JSON line per epoch), ``final.json`` (val/test mIoU and
+per-class IoU by class name in percent, stage-A pseudo-label mIoU, the command), ``panels/*.png``
+(image | seeds | stage-A labels | prediction | truth), ``last.pt`` (for ``--resume``), ``model.pt``
+and the stage-A label cache ``stage_a/<id>.png``. An ``--out`` that holds a run is refused unless
+``--resume`` or ``--overwrite`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
-import time
-from pathlib import Path
 
+from chainrule2.divergences import NORMALIZATIONS
+from chainrule2_torch.data import add_data_arguments, load_splits
 from chainrule2_torch.networks import build_network
 from chainrule2_torch.training import METHODS, TrainConfig, train
 
-DATASETS = ("demo", "weizmann_horse", "grabcut", "camvid", "isbi2012", "folder", "voc")
-
-
-def load_data(args: argparse.Namespace) -> tuple[list, list, list]:
-    """(train, val, test) lists of ``chainrule2_torch.data.Sample``."""
-    from chainrule2_torch import data
-
-    sup = "clicks" if args.supervision == "clicks" else "scribbles"
-    kw = dict(size=args.size, supervision=sup, length=args.length, seed=args.data_seed)
-    if args.dataset == "demo":
-        every = data.make_demo_dataset(
-            args.limit or 48, args.size, seed=args.data_seed, supervision=sup, length=args.length
-        )
-        n = len(every)
-        return every[: n // 2], every[n // 2 : 3 * n // 4], every[3 * n // 4 :]
-    if args.dataset == "grabcut":
-        kw["supervision"] = "real" if args.supervision == "real" else sup
-        read = data.read_grabcut
-    elif args.dataset == "weizmann_horse":
-        read = data.read_weizmann_horse
-    elif args.dataset == "camvid":
-        read = data.read_camvid
-    elif args.dataset == "isbi2012":
-        read = data.read_isbi2012
-    elif args.dataset == "folder":
-        read = data.read_folder
-    else:
-        read = data.read_voc
-    root = args.root
-    splits = []
-    for split in ("train", "val", "test"):
-        limit = args.limit if split == "train" else args.eval_limit
-        splits.append(read(root, split, limit=limit, **kw) if root else read(split=split, limit=limit, **kw))
-    return tuple(splits)
+DEMO_DEFAULTS = dict(dataset="demo", size=96, limit=48, epochs=10, warmup_epochs=10, stage_a_every=2, width=16,
+                     trust_weight=16.0, threads=1)  # fmt: skip
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -73,14 +48,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="short grid-tr run on the generated demo data set (48 images, 96 px, 10+10 epochs, beta 16, "
                         "1 thread; seconds on an idle CPU)")  # fmt: skip
     p.add_argument("--method", choices=METHODS, default="grid-tr")
-    p.add_argument("--dataset", choices=DATASETS, default="demo")
-    p.add_argument("--root", default=None, help="data set folder (default: ../shared/data/<name>)")
-    p.add_argument("--supervision", choices=("scribbles", "clicks", "real"), default="scribbles",
-                   help="'real' = GrabCut's human scribbles")  # fmt: skip
-    p.add_argument("--length", type=float, default=1.0, help="scribble length fraction (1.0, 0.8, 0.5, 0.3)")
-    p.add_argument("--size", type=int, default=96, help="images are resized so that the longer side is this")
-    p.add_argument("--limit", type=int, default=None, help="at most this many training images")
-    p.add_argument("--eval-limit", type=int, default=None, help="at most this many val/test images")
+    add_data_arguments(p)
     p.add_argument("--network", choices=("unet", "deeplabv3plus"), default="unet")
     p.add_argument("--width", type=int, default=16, help="U-Net width")
     p.add_argument("--weights", default=None, help="local weights file for the network (nothing is downloaded)")
@@ -88,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=int, default=6, help="PCE warm-up epochs (paper: 60)")
     p.add_argument("--warmup-checkpoint", default=None, help="load the PCE warm-up from / save it to this file")
     p.add_argument("--stage-a-every", type=int, default=5, help="stage-A period in epochs (paper: 5)")
+    p.add_argument("--stage-a-workers", type=int, default=1, help="processes that solve stage A (1: in-process)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=None, help="square crop side for stage B (default: --size)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -96,19 +65,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--trust-weight", type=float, default=0.05, help="beta")
     p.add_argument("--error-prob", type=float, default=None, help="epsilon (default 0.9912*(C-1)/C)")
     p.add_argument("--relaxation", choices=("bilinear", "squared", "tv"), default="bilinear")
+    p.add_argument("--normalization", choices=NORMALIZATIONS, default="mean",
+                   help="stage-B normalisation of adm/grid-tr: mean over the batch's pixels, per item, the official "
+                        "code's (sum / seed pixels / batch size), or none")  # fmt: skip
+    p.add_argument("--pce-normalization", choices=NORMALIZATIONS, default="item",
+                   help="normalisation of the partial cross-entropy (warm-up, pce, grid-gd)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="training seed (init, order, augmentation)")
-    p.add_argument("--data-seed", type=int, default=0, help="split and seed-synthesis seed")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>/<method>)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/last.pt")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--overwrite", action="store_true", help="start over in an --out that holds a run")
     p.add_argument("--stop-after-epoch", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.demo:
         # The demo's defaults replace the normal ones; options given on the command line still win.
-        p.set_defaults(dataset="demo", size=96, limit=48, epochs=10, warmup_epochs=10, stage_a_every=2, width=16,
-                       trust_weight=16.0, threads=1)  # fmt: skip
+        p.set_defaults(**DEMO_DEFAULTS)
         args = p.parse_args(argv)
     if args.out is None:
         args.out = f"runs/{args.dataset}/{args.method}"
@@ -118,35 +91,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    train_s, val_s, test_s = load_data(args)
-    num_classes = train_s[0].num_classes
-    kwargs = {"width": args.width} if args.network == "unet" else {}
+    train_s, val_s, test_s = load_splits(args)
+    if not train_s:
+        raise SystemExit(f"--dataset {args.dataset}: the training split is empty (check --root and --limit)")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    net = build_network(args.network, 3, num_classes, weights=args.weights, **kwargs)
+    kwargs = {"width": args.width} if args.network == "unet" else {}
+    net = build_network(args.network, 3, train_s[0].num_classes, weights=args.weights, **kwargs)
     crop = args.crop or args.size
     config = TrainConfig(
         method=args.method, epochs=args.epochs, warmup_epochs=args.warmup_epochs, stage_a_every=args.stage_a_every,
         batch_size=args.batch_size, crop_size=(crop, crop), lr=args.lr, optimizer=args.optimizer,
         potts_weight=args.potts_weight, relaxation=args.relaxation, trust_weight=args.trust_weight,
-        error_prob=args.error_prob, seed=args.seed,
+        error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
+        seed=args.seed,
     )  # fmt: skip
-    start = time.perf_counter()
-    final = train(config, net, train_s, val_s, test_s, out_dir=args.out, device=args.device, resume=args.resume,
-                  warmup_checkpoint=args.warmup_checkpoint, stop_after_epoch=args.stop_after_epoch,
-                  progress=not args.no_progress)  # fmt: skip
-    final["seconds"] = time.perf_counter() - start
-    final["command"] = " ".join(
-        ["python", "examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:])
-    )
-    (Path(args.out) / "final.json").write_text(json.dumps(final, indent=1))
+    command = " ".join(["python", "examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:]))
+    with contextlib.ExitStack() as stack:
+        batch_solver = None
+        if args.stage_a_workers > 1:
+            from chainrule2.solvers import ProcessBatchSolver
+
+            batch_solver = stack.enter_context(ProcessBatchSolver(workers=args.stage_a_workers))
+        final = train(config, net, train_s, val_s, test_s, out_dir=args.out, device=args.device, resume=args.resume,
+                      overwrite=args.overwrite, warmup_checkpoint=args.warmup_checkpoint,
+                      stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress,
+                      batch_solver=batch_solver, extra={"command": command})  # fmt: skip
     summary = {k: final[k]["miou"] for k in ("val", "test") if k in final}
-    print(json.dumps({"method": args.method, "out": args.out, "miou": summary, "seconds": round(final["seconds"], 1)}))
+    print(
+        json.dumps(
+            {"method": args.method, "out": args.out, "miou": summary, "seconds": round(final.get("seconds", 0), 1)}
+        )
+    )
     return final
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except (ValueError, FileExistsError) as err:  # bad input or a folder in use: the message, not a traceback
+        raise SystemExit(f"error: {err}") from None

@@ -1,10 +1,13 @@
 """Validation-split probe: quality of the stage-A labels as a function of the trust weight β.
 
-Loads a network checkpoint (e.g. the PCE warm-up), runs stage A (alpha-expansion on the grid
-Potts + β·CE trust region) on every validation image from its seeds, and prints the mIoU of the
-stage-A labels next to the network's own mIoU. Uses only the validation split.
+Loads a network checkpoint (e.g. the PCE warm-up), computes its logits on every validation image
+once, runs stage A (alpha-expansion on the grid Potts + β·CE trust region) from those logits and the
+seeds for each β, and prints the mIoU of the stage-A labels next to the network's own mIoU. Uses
+only the validation split. Stage A is :class:`chainrule2.StageA` on the logits: no model wrapper,
+no fitter.
 
-    python examples/stage_a_probe.py --checkpoint runs/results/horse_full/warmup.pt --betas 0.05 0.5 2 8 16 32
+    python examples/stage_a_probe.py --checkpoint runs/results/horse_full/warmup.pt --dataset weizmann_horse \\
+        --width 8 --betas 0.05 0.5 2 8 16 32
 """
 
 from __future__ import annotations
@@ -12,63 +15,51 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
 import torch
 
-from chainrule2.base import Batch, Composite
+import chainrule2 as cr
 from chainrule2.divergences import CrossEntropy
 from chainrule2.losses import ScribblePotts
 from chainrule2.solvers import AlphaExpansion
-from chainrule2.trust_region import TrustRegion
 from chainrule2_torch import data
-from chainrule2_torch.data import confusion_matrix
-from chainrule2_torch.model import TorchModel
-from chainrule2_torch.networks import UNet
-from chainrule2_torch.training import miou, predict_labels, to_inputs
+from chainrule2_torch.networks import build_network
+from chainrule2_torch.objectives import output_logits
 
 
-class _Fixed:
-    """A Model whose prediction is precomputed (stage A is then re-solved for many β)."""
-
-    def __init__(self, logits: np.ndarray):
-        self.logits = logits
-
-    def predict(self, inputs: object) -> np.ndarray:
-        return self.logits
-
-
-class _NoFit:
-    def fit(self, *args: object) -> None:
-        return None
-
-
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", required=True, help="a last.pt, warm-up checkpoint or model.pt of the network")
     p.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.5, 2.0, 8.0, 16.0, 32.0])
-    p.add_argument("--size", type=int, default=96)
-    p.add_argument("--width", type=int, default=8)
-    p.add_argument("--length", type=float, default=1.0)
+    p.add_argument("--network", choices=("unet", "deeplabv3plus"), default="unet")
+    p.add_argument("--width", type=int, default=8, help="U-Net width (as trained)")
     p.add_argument("--potts-weight", type=float, default=100.0)
-    args = p.parse_args()
-    val = data.read_weizmann_horse(split="val", size=args.size, length=args.length, seed=0)
-    net = UNet(3, 2, width=args.width)
-    net.load_state_dict(torch.load(args.checkpoint, map_location="cpu", weights_only=False)["model"])
-    model = TorchModel(net)
-    preds = predict_labels(model, val)
-    result = {"network_val_miou": miou(sum(confusion_matrix(preds[s.id], s.mask, 2) for s in val))[0]}
-    logits = {s.id: model.predict(to_inputs([s.image])) for s in val}
+    data.add_data_arguments(p)
+    args = p.parse_args(argv)
+    _, val, _ = data.load_splits(args)
+    val = [s for s in val if s.mask is not None]
+    if not val:
+        raise SystemExit(f"--dataset {args.dataset}: no validation image with a mask")
+    num_classes = val[0].num_classes
+    net = build_network(args.network, 3, num_classes, **({"width": args.width} if args.network == "unet" else {}))
+    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
+    net.eval()
+    batches = []
+    with torch.no_grad():
+        for s in val:
+            batch = data.collate([s])
+            batches.append((s, batch, output_logits(net(batch.inputs))))
+    pairs = [(logits.argmax(1)[0].numpy(), s.mask) for s, _, logits in batches]
+    result = {"network_val_miou": 100 * data.evaluate(pairs, num_classes).miou}
     loss = ScribblePotts(potts_weight=args.potts_weight)
     for beta in args.betas:
-        tr = TrustRegion(AlphaExpansion(max_sweeps=5), _NoFit(), CrossEntropy(), trust_weight=beta)
-        conf = 0
-        for s in val:
-            batch = Batch(None, s.seeds[None].astype(np.int64), s.image[None].astype(np.float64), (s.id,))
-            conf = conf + confusion_matrix(
-                tr.propose(Composite(loss, _Fixed(logits[s.id])), batch).targets[0], s.mask, 2
-            )
-        result[f"stage_a_val_miou_beta_{beta:g}"] = miou(conf)[0]
+        stage_a = cr.StageA(AlphaExpansion(max_sweeps=5), loss, CrossEntropy(), trust_weight=beta)
+        pairs = [
+            (stage_a.propose(logits, batch, class_axis=1).targets[0].numpy(), s.mask) for s, batch, logits in batches
+        ]
+        result[f"stage_a_val_miou_beta_{beta:g}"] = 100 * data.evaluate(pairs, num_classes).miou
     print(json.dumps(result, indent=1))
+    return result
 
 
 if __name__ == "__main__":

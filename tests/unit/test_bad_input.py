@@ -87,7 +87,9 @@ def test_model_must_predict_an_array_of_logits() -> None:
             return [[[0.0, 1.0]]]
 
     tr = cr.TrustRegion(ChainViterbi(), SGDFitter(SeedAwareObjective(CrossEntropy()), 0.1), CrossEntropy(), 1.0)
-    with pytest.raises(TypeError, match="logits: expected a numpy array, a torch tensor or another array-API array, got list"):
+    with pytest.raises(
+        TypeError, match="logits: expected a numpy array, a torch tensor or another array-API array, got list"
+    ):
         tr.propose(cr.Composite(ChainScribblePotts(), Listy()), cr.Batch(None, np.full((1, 1), 255)))
     with pytest.raises(TypeError, match="model: expected an object with a predict"):
         cr.Composite(ChainScribblePotts(), object())
