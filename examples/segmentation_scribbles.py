@@ -70,6 +70,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "code's (sum / seed pixels / batch size), or none")  # fmt: skip
     p.add_argument("--pce-normalization", choices=NORMALIZATIONS, default="item",
                    help="normalisation of the partial cross-entropy (warm-up, pce, grid-gd)")  # fmt: skip
+    p.add_argument("--phase-switch", choices=("restart", "continue"), default="restart",
+                   help="after the warm-up: a fresh optimizer and schedule (restart) or the warm-up's optimizer "
+                        "with one schedule over the whole run (continue)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="training seed (init, order, augmentation)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -107,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size, crop_size=(crop, crop), lr=args.lr, optimizer=args.optimizer,
         potts_weight=args.potts_weight, relaxation=args.relaxation, trust_weight=args.trust_weight,
         error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
+        phase_switch=args.phase_switch,
         seed=args.seed,
     )  # fmt: skip
     command = " ".join(["python", "examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:]))

@@ -72,6 +72,7 @@ __all__ = [
 #: ε of the official setting (0.944 at C = 21) as a fraction of its upper bound (C−1)/C; the
 #: default ε for C classes keeps that fraction: ε = 0.9912·(C−1)/C (PAPER.md §3–4).
 UNIFORM_ERROR_FRACTION = 0.944 * 21 / 20
+PHASE_SWITCHES = ("restart", "continue")
 
 
 def default_error_prob(num_classes: int, fraction: float = UNIFORM_ERROR_FRACTION) -> float:
@@ -114,6 +115,10 @@ class TrainConfig:
     pce_normalization : {"official", "mean", "item", "sum"}
         The same for the partial cross-entropy of the warm-up, ``pce`` and ``grid-gd``; ``"item"``:
         each item's mean over its seed pixels, averaged over the items.
+    phase_switch : {"restart", "continue"}
+        At the end of the warm-up: ``"restart"`` builds the method's own optimizer with a fresh poly
+        schedule at ``lr`` (the official code); ``"continue"`` keeps the warm-up's optimizer (its
+        moments) and one poly schedule over all ``warmup_epochs + epochs``.
     seed : int
         Initialisation is the caller's; the shuffling and augmentation streams derive from this.
     """
@@ -138,6 +143,7 @@ class TrainConfig:
     max_sweeps: int = 5
     normalization: str = "mean"
     pce_normalization: str = "item"
+    phase_switch: str = "restart"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -152,6 +158,8 @@ class TrainConfig:
             raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {self.optimizer!r}")
         if len(self.crop_size) != 2 or min(self.crop_size) < 8:
             raise ValueError(f"crop_size: expected (H, W) with both >= 8, got {self.crop_size!r}")
+        if self.phase_switch not in PHASE_SWITCHES:
+            raise ValueError(f"phase_switch: expected one of {PHASE_SWITCHES}, got {self.phase_switch!r}")
         for name in ("normalization", "pce_normalization"):
             if getattr(self, name) not in NORMALIZATIONS:
                 raise ValueError(f"{name}: expected one of {NORMALIZATIONS}, got {getattr(self, name)!r}")
@@ -424,7 +432,11 @@ def _warmup_key(config: TrainConfig, fingerprint: dict) -> dict:
     keys = ("warmup_epochs", "batch_size", "crop_size", "scale_range", "lr", "warmup_lr", "momentum",
             "weight_decay", "optimizer", "pce_normalization", "seed")  # fmt: skip
     key = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items() if k in keys}
-    return {**key, **fingerprint}
+    # with one schedule over the whole run, the warm-up's learning rates depend on the total length
+    schedule = {"phase_switch": config.phase_switch}
+    if config.phase_switch == "continue":
+        schedule["epochs"] = config.epochs
+    return {**key, **schedule, **fingerprint}
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -462,10 +474,11 @@ class _Phase:
         return {"name": self.name, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "criterion": self.criterion.state_dict()}  # fmt: skip
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict, criterion: bool = True) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        self.criterion.load_state_dict(state["criterion"])
+        if criterion:
+            self.criterion.load_state_dict(state["criterion"])
 
 
 def _loader(samples: Sequence[Any], config: TrainConfig, epoch: int, device: torch.device):
@@ -662,10 +675,15 @@ def train(
     metrics_path, ckpt_path = out / "metrics.jsonl", out / "last.pt"
     fingerprint = _fingerprint(network, train_samples)
 
-    def phase_at(epoch: int) -> _Phase:
-        if epoch < warmup:
-            return _Phase.build("warmup", WARMUP, config, network, num_classes, warmup * per_epoch, dev)
-        return _Phase.build("main", method, config, network, num_classes, (total - warmup) * per_epoch, dev)
+    continuing = config.phase_switch == "continue"
+
+    def phase_at(epoch: int, previous: _Phase | None = None) -> _Phase:
+        name, kind = ("warmup", WARMUP) if epoch < warmup else ("main", method)
+        if continuing and previous is not None:  # the same optimizer and schedule, the method's criterion
+            return _Phase(name, kind, kind.criterion(config, num_classes).to(dev), previous.optimizer,
+                          previous.scheduler)  # fmt: skip
+        steps = total if continuing else warmup if name == "warmup" else total - warmup
+        return _Phase.build(name, kind, config, network, num_classes, steps * per_epoch, dev)
 
     start_epoch, saved_phase = 0, None
     if resume and ckpt_path.exists():
@@ -687,17 +705,18 @@ def train(
                 "pass another --warmup-checkpoint"
             )
         network.load_state_dict(state["model"])
-        start_epoch = warmup
+        start_epoch, saved_phase = warmup, state.get("phase")
         logger.info("warm start from %s", warmup_checkpoint)
     kept = _read_metrics(metrics_path, start_epoch - 1) if resume else []
     _atomic_write_text("".join(x + "\n" for x in kept), metrics_path)
 
     phase = phase_at(start_epoch) if start_epoch < total else None
-    if phase is not None and saved_phase is not None and saved_phase["name"] == phase.name:
-        phase.load_state_dict(saved_phase)  # same phase: continue its optimizer and schedule exactly
+    if phase is not None and saved_phase is not None and (saved_phase["name"] == phase.name or continuing):
+        # the same phase (or one optimizer for the whole run): continue its optimizer and schedule exactly
+        phase.load_state_dict(saved_phase, criterion=saved_phase["name"] == phase.name)
     for epoch in range(start_epoch, total):
         if epoch == warmup and phase.name == "warmup":
-            phase = phase_at(epoch)  # the phase switch: the method's own optimizer and schedule
+            phase = phase_at(epoch, phase)  # the phase switch
         name = "pce" if phase.name == "warmup" else config.method
         record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
@@ -724,8 +743,8 @@ def train(
 
             tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
         if epoch == warmup - 1 and warmup_checkpoint is not None and not Path(warmup_checkpoint).exists():
-            _atomic_save({"model": network.state_dict(), "warmup_config": _warmup_key(config, fingerprint)},
-                         Path(warmup_checkpoint))  # fmt: skip
+            _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(),
+                          "warmup_config": _warmup_key(config, fingerprint)}, Path(warmup_checkpoint))  # fmt: skip
         _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(), "epoch": epoch,
                       "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, ckpt_path)  # fmt: skip
         if stop_after_epoch is not None and epoch >= stop_after_epoch:

@@ -99,3 +99,15 @@ def test_empty_dataset_folder_error_names_the_folder(tmp_path):
         read_folder(tmp_path, num_classes=2)
     with pytest.raises(FileNotFoundError, match=f"folder not found: {tmp_path / 'absent'}"):
         read_folder(tmp_path / "absent", num_classes=2)
+
+
+def test_collate_refuses_anything_but_samples():
+    import torch
+
+    from chainrule2_torch.data import collate, make_demo_dataset
+
+    sample = make_demo_dataset(1, 16, seed=0)[0]
+    with pytest.raises(TypeError, match=r"samples: expected chainrule2_torch.data.Sample items .*\['Tensor'\]"):
+        collate([sample, torch.zeros(3, 16, 16)])
+    with pytest.raises(ValueError, match="expected a target on every sample or on none"):
+        collate([sample, sample.replace(target=sample.seeds)])

@@ -92,6 +92,25 @@ def _resume_and_compare(data, out, uninterrupted):
     assert strip == [{k: v for k, v in json.loads(x).items() if k not in drop} for x in full_lines]
 
 
+@pytest.mark.parametrize("phase_switch", ["restart", "continue"])
+def test_resume_at_the_phase_boundary_in_both_switch_modes(data, tmp_path, phase_switch):
+    config = _config("grid-tr", phase_switch=phase_switch, **RESUME)
+    full_net = _net()
+    full = train(config, full_net, *data, out_dir=tmp_path / "a", progress=False, panels=0)
+    train(config, _net(), *data, out_dir=tmp_path / "b", progress=False, panels=0, stop_after_epoch=1)
+    net = _net(seed=99)
+    resumed = train(config, net, *data, out_dir=tmp_path / "b", progress=False, panels=0, resume=True)
+    _same_networks(full_net, net)
+    assert resumed["test"]["miou"] == full["test"]["miou"]
+    # and from the warm-up checkpoint (its optimizer state travels with it for "continue")
+    ckpt = tmp_path / "warmup.pt"
+    train(config, _net(), *data, out_dir=tmp_path / "c", progress=False, panels=0, warmup_checkpoint=ckpt)
+    net = _net(seed=98)
+    again = train(config, net, *data, out_dir=tmp_path / "d", progress=False, panels=0, warmup_checkpoint=ckpt)
+    _same_networks(full_net, net)
+    assert again["test"]["miou"] == full["test"]["miou"]
+
+
 @pytest.mark.parametrize("stop", [0, 1, 2, 3])  # 1: the warm-up's last epoch (the phase boundary)
 def test_resume_after_any_epoch_is_exact(data, tmp_path, uninterrupted, stop):
     stopped = train(_config("grid-tr", **RESUME), _net(), *data, out_dir=tmp_path, progress=False, panels=0,

@@ -71,6 +71,12 @@ def collate(
     samples = list(samples)
     if not samples:
         raise ValueError("samples: expected at least one sample, got an empty sequence")
+    foreign = sorted({type(s).__name__ for s in samples if not isinstance(s, Sample)})
+    if foreign:
+        raise TypeError(
+            f"samples: expected chainrule2_torch.data.Sample items (numpy image, seeds, mask), got {foreign} "
+            "(a Dataset of your own that returns tensors needs its own collate, as in examples/own_loop.py)"
+        )
     shapes = {s.shape for s in samples}
     if len(shapes) != 1:
         raise ValueError(
