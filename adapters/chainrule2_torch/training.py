@@ -351,21 +351,27 @@ def refresh_pseudo_labels(
 ) -> dict:
     """Stage A on every item (full size, un-augmented, network in eval mode), warm-started from ``cache``.
 
-    Returns the seconds spent and, on the items with masks, the network's mIoU, the stage-A labels'
-    mIoU and the fraction of pixels stage A changed from the network's arg-max (the mechanism).
+    Returns the seconds spent; the fraction of pixels stage A changed from the network's arg-max;
+    ``target_fit``: the fraction of pixels where the network's arg-max already agreed with the
+    previous stage-A labels (how well stage B fitted its targets; None at the first stage A); and,
+    on the items with masks, the network's and the new stage-A labels' mIoU (the mechanism).
     """
     device = resolve_device(device)
     start = time.perf_counter()
-    solve_s, changed, pixels = 0.0, 0, 0
+    solve_s, changed, pixels, fit, fit_pixels = 0.0, 0, 0, 0, 0
     conf_net = conf_labels = None
     for items, batch, logits in _eval_logits(network, samples, batch_size, device):
-        proposal = stage_a.propose(logits, batch, initial=[cache.get(s.id) for s in items], class_axis=1)
+        previous = [cache.get(s.id) for s in items]
+        proposal = stage_a.propose(logits, batch, initial=previous, class_axis=1)
         solve_s += proposal.report.solve_seconds
         argmax = logits.argmax(1).cpu().numpy()
-        for s, labels, net in zip(items, proposal.targets.cpu().numpy(), argmax, strict=True):
+        for s, labels, net, old in zip(items, proposal.targets.cpu().numpy(), argmax, previous, strict=True):
             cache.put(s.id, labels)
             changed += int(np.count_nonzero(labels != net))
             pixels += labels.size
+            if old is not None:
+                fit += int(np.count_nonzero(old == net))
+                fit_pixels += old.size
             if s.mask is not None:
                 c_net, c_lab = (confusion_matrix(x, s.mask, s.num_classes) for x in (net, labels))
                 conf_net = c_net if conf_net is None else conf_net + c_net
@@ -374,6 +380,7 @@ def refresh_pseudo_labels(
         "stage_a_s": time.perf_counter() - start,
         "stage_a_solve_s": solve_s,
         "stage_a_changed": changed / max(pixels, 1),
+        "target_fit": fit / fit_pixels if fit_pixels else None,
         "network_train_miou": _miou(conf_net),
         "pseudo_miou": _miou(conf_labels),
     }
@@ -760,6 +767,17 @@ def _finish(config, network, train_samples, val_samples, test_samples, cache, ou
         final["val"] = evaluate_network(network, val_samples, config.batch_size, dev)
     if test_samples:
         final["test"] = evaluate_network(network, test_samples, config.batch_size, dev)
+    cached = [s for s in train_samples if cache.get(s.id) is not None]
+    if cached:  # how well the final network fits its last targets (stage B's half of the mechanism)
+        preds = predict_labels(network, cached, config.batch_size, dev)
+        final["target_fit"] = sum(int(np.count_nonzero(preds[s.id] == cache.get(s.id))) for s in cached) / sum(
+            preds[s.id].size for s in cached
+        )
+        masked = [s for s in cached if s.mask is not None]
+        if masked:
+            final["network_train_miou"] = _miou(
+                sum(confusion_matrix(preds[s.id], s.mask, s.num_classes) for s in masked)
+            )
     labelled = [s for s in train_samples if s.mask is not None and cache.get(s.id) is not None]
     if labelled:
         conf = sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in labelled)
