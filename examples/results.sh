@@ -23,5 +23,5 @@ case $row in
 esac
 for m in $methods; do
   python examples/segmentation_scribbles.py $data $common $extra --method "$m" \
-    --out "runs/results/$row/$m" --warmup-checkpoint "runs/results/$base/warmup.pt"
+    --out "runs/results/$row/$m" --warmup-checkpoint "runs/results/$base/warmup.pt" --overwrite
 done

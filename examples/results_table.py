@@ -14,14 +14,13 @@ print as ``n/a``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
+
+from chainrule2_torch._atomic import atomic_write
 
 METHODS = ("pce", "grid-gd", "adm", "grid-tr", "full")
 #: bar colours (Okabe-Ito, none of them grey like anti-aliased text)
@@ -265,18 +264,7 @@ def write_figure(groups, path: str | Path, metric: str = "test") -> Path:
         y = TOP + 4 + 20 * mi
         draw.rectangle((plot_right + 14, y, plot_right + 27, y + 13), fill=COLOURS[m], outline=(60, 60, 60))
         draw.text((plot_right + 33, y), m, fill=(0, 0, 0), font=normal)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            canvas.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 
 
 def main(root: str = "runs/results", figure: str | Path | None = None, metric: str = "test") -> Path | None:

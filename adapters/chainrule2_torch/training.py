@@ -41,6 +41,7 @@ import torch
 
 from chainrule2.divergences import NORMALIZATIONS, CrossEntropy, RobustCrossEntropy
 from chainrule2.stage_a import StageA
+from chainrule2_torch._atomic import atomic_write
 from chainrule2_torch.data import (
     Augmentation,
     NoSeedsWarning,
@@ -315,14 +316,8 @@ class StageACache:
         if self.folder is not None:
             from PIL import Image
 
-            self.folder.mkdir(parents=True, exist_ok=True)
-            path = self.folder / f"{key}.png"
-            tmp = path.with_name(f".{path.name}.tmp")
-            try:
-                Image.fromarray(self.labels[key]).save(tmp, format="PNG")
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            image = Image.fromarray(self.labels[key])
+            atomic_write(self.folder / f"{key}.png", lambda f: image.save(f, format="PNG"))
 
     def get(self, key: str) -> np.ndarray | None:
         return self.labels.get(key)
@@ -390,23 +385,11 @@ def refresh_pseudo_labels(
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, then rename (never a partial file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _load(path: Path, what: str, option: str) -> dict:

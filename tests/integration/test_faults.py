@@ -80,9 +80,8 @@ def test_a_diverging_stage_b_stops_and_keeps_the_last_good_epoch(data, tmp_path)
 def test_no_temp_file_is_left_when_a_save_fails(data, tmp_path, monkeypatch):
     import chainrule2_torch.training as training
 
-    def full_disk(obj, path):
-        with open(path, "wb") as f:
-            f.write(b"partial")
+    def full_disk(obj, f):  # writes part of the checkpoint, then the disk is full
+        f.write(b"partial")
         raise OSError(28, "No space left on device")
 
     train(_config(), _net(), *data, out_dir=tmp_path, progress=False, panels=0, stop_after_epoch=0)

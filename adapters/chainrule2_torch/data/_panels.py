@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from chainrule2.constants import PADDING, UNLABELED
+from chainrule2_torch._atomic import atomic_write
 
 __all__ = ["colorize", "voc_palette", "write_panel"]
 
@@ -164,17 +162,8 @@ def _check_class_names(class_names, num_classes: int | None) -> tuple[str, ...] 
 
 
 def _save_png_atomic(canvas: Image.Image, path: Path) -> None:
-    """Save ``canvas`` to ``path`` through a temporary file in the same folder and :func:`os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            canvas.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """Save ``canvas`` to ``path`` atomically (a temp file in the same folder, then a rename)."""
+    atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 
 
 def write_panel(
