@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chainrule2._validation import check_positive
 from chainrule2.base import Batch, Composite, FitReport, Proposal, StepReport
 from chainrule2.stage_a import StageA
 
@@ -47,12 +46,11 @@ class TrustRegion:
     batch_solver: Any = None
 
     def __post_init__(self) -> None:
-        check_positive(self.trust_weight, "trust_weight", allow_zero=True)
         if not callable(getattr(self.stage_b, "fit", None)):
             raise TypeError(
                 f"stage_b: expected a Fitter with fit(model, batch, targets), got {type(self.stage_b).__name__}"
             )
-        self.stage_a_for(None)  # the solver, d_A and batch_solver are checked where StageA checks them
+        self.stage_a_for(None)  # β, the solver, d_A and batch_solver are checked where StageA checks them
 
     def stage_a_for(self, loss: Any) -> StageA:
         """The :class:`~chainrule2.StageA` of this trust region for ``loss``."""
