@@ -1,6 +1,7 @@
 """Summarise runs/results/<setting>/<method>/ into the Markdown table of docs/results.md, and a bar chart.
 
 python examples/results_table.py runs/results [--figure runs/results/results.png] [--metric test|val]
+python examples/results_table.py runs/investigation --metric val     # the validation-only investigation
 
 Runs are read from ``<root>/<setting>/<method>/final.json`` (and ``metrics.jsonl`` next to it), as
 ``examples/results.sh`` writes them. Several training seeds of one method are also found in
@@ -66,17 +67,26 @@ def row(folder: Path) -> dict | None:
     lines = []
     if metrics_path.exists():
         lines = [json.loads(x) for x in metrics_path.read_text().splitlines() if x.strip()]
-    main = [r for r in lines if r.get("phase") != "pce"] or lines
+    main = [r for r in lines if r.get("phase") != "warmup"] or lines
     epoch_times = [t for t in (_number(r.get("epoch_s")) for r in main) if t is not None]
     total_main = sum(epoch_times)
-    stage_a = sum(_number(r.get("stage_a_s")) or 0.0 for r in main)
+    stage_a_s = sum(_number(r.get("stage_a_s")) or 0.0 for r in main)
+    stage_a = [r for r in main if r.get("stage_a_solve_s") is not None]
+    first = stage_a[0] if stage_a else {}
     return {
+        # the mechanism, on the training images (validation-only investigation; see mechanism())
+        "val_after_switch": _number(main[0].get("val_miou")) if main and main is not lines else None,
+        "network_train_first": _number(first.get("network_train_miou")),
+        "pseudo_first": _number(first.get("pseudo_miou")),
+        "changed_first": _number(first.get("stage_a_changed")),
+        "target_fit": _number(final.get("target_fit")),
+        "network_train_final": _number(final.get("network_train_miou")),
         "test": _miou(final.get("test")),
         "val": _miou(final.get("val")),
         "pseudo": final.get("pseudo_miou"),
         "seconds": _number(final.get("seconds")),
         "epoch_s": total_main / len(epoch_times) if epoch_times else None,
-        "stage_a_share": (stage_a / total_main if total_main else 0.0) if epoch_times else None,
+        "stage_a_share": (stage_a_s / total_main if total_main else 0.0) if epoch_times else None,
         "epochs": len(lines),
         "command": final.get("command", ""),
     }
@@ -145,6 +155,32 @@ def mean_sd(values: list[float | None]) -> tuple[float | None, float | None, int
     mean = sum(xs) / len(xs)
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
     return mean, sd, len(xs)
+
+
+MECHANISM = (
+    ("val", "val mIoU"),
+    ("val_after_switch", "val mIoU, 1st epoch after warm-up"),
+    ("network_train_first", "network train mIoU at 1st stage A"),
+    ("pseudo_first", "stage-A labels train mIoU, 1st"),
+    ("changed_first", "pixels changed by 1st stage A (%)"),
+    ("target_fit", "final fit to its targets (%)"),
+    ("network_train_final", "final network train mIoU"),
+)
+
+
+def mechanism(groups) -> list[str]:
+    """Validation-only table, one row per (setting, method): mean ± sd over the training seeds (n) of the
+    val mIoU and of the mechanism on the training images. No test column: the investigation chooses on val."""
+    lines = ["| setting | method | n | " + " | ".join(title for _, title in MECHANISM) + " |"]
+    lines.append("|---|---|---|" + "---|" * len(MECHANISM))
+    for setting, m, found in groups:
+        cells = []
+        for key, _ in MECHANISM:
+            scale = 100.0 if key in ("changed_first", "target_fit") else 1.0
+            mean, sd, n = mean_sd([None if r[key] is None else scale * r[key] for _, r in found])
+            cells.append("n/a" if mean is None else f"{mean:.1f}" + ("" if sd is None else f" ± {sd:.1f}"))
+        lines.append(f"| {setting} | {m} | {len(found)} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def figure_size(n_settings: int, n_methods: int) -> tuple[int, int]:
@@ -273,7 +309,7 @@ def main(root: str = "runs/results", figure: str | Path | None = None, metric: s
     ``figure=False`` writes none. Returns the figure's path (None when none was written: no figure, or no run).
     """
     groups = collect(root)
-    for line in markdown(groups):
+    for line in mechanism(groups) if metric == "val" else markdown(groups):
         print(line)
     if figure is False or not groups:
         return None
@@ -287,7 +323,9 @@ def _cli(argv: list[str] | None = None) -> None:
     parser.add_argument("root", nargs="?", default="runs/results", help="folder of <setting>/<method>/ runs")
     parser.add_argument("--figure", default=None, help="PNG bar chart (default: <root>/results.png)")
     parser.add_argument("--no-figure", action="store_true", help="print the table only")
-    parser.add_argument("--metric", choices=("test", "val"), default="test", help="mIoU shown in the figure")
+    parser.add_argument("--metric", choices=("test", "val"), default="test",
+                        help="test: the results table and figure; val: the validation-only investigation table "
+                             "(mean ± sd over seeds, the mechanism on the training images, no test column)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         main(args.root, False if args.no_figure else args.figure, args.metric)

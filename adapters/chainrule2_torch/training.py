@@ -707,7 +707,7 @@ def train(
     for epoch in range(start_epoch, total):
         if epoch == warmup and phase.name == "warmup":
             phase = phase_at(epoch, phase)  # the phase switch
-        name = "pce" if phase.name == "warmup" else config.method
+        name = "warmup" if phase.name == "warmup" else config.method
         record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
         samples = train_samples

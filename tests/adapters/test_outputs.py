@@ -193,7 +193,7 @@ def _results_table():
     return module
 
 
-def _run(folder: Path, test, val, pseudo=None, seconds=30.0, epochs=(("pce", 1.0, 0.0), ("grid-tr", 2.0, 0.5))):
+def _run(folder: Path, test, val, pseudo=None, seconds=30.0, epochs=(("warmup", 1.0, 0.0), ("grid-tr", 2.0, 0.5))):
     """A fake run folder as training.train writes it: final.json and metrics.jsonl."""
     folder.mkdir(parents=True)
     final = {"method": folder.name, "seconds": seconds, "command": f"python x.py --out {folder.name}"}
@@ -211,7 +211,7 @@ def _run(folder: Path, test, val, pseudo=None, seconds=30.0, epochs=(("pce", 1.0
 
 
 def _fake_results(root: Path) -> None:
-    _run(root / "horse_full" / "pce", 70.9, 71.2, epochs=(("pce", 1.5, 0.0), ("pce", 1.5, 0.0)))
+    _run(root / "horse_full" / "pce", 70.9, 71.2, epochs=(("warmup", 1.5, 0.0), ("pce", 1.5, 0.0)))
     _run(root / "horse_full" / "grid-tr", 71.6, 72.0, pseudo=80.1, seconds=52.0)
     _run(root / "horse_full" / "full", 77.2, 78.0, epochs=(("full", 1.2, 0.0),))
     _run(root / "camvid" / "pce", 21.1, 24.6)
