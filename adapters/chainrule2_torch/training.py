@@ -433,6 +433,32 @@ def _differences(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _restore_run(path: Path, config: TrainConfig, network: torch.nn.Module, cache: StageACache) -> tuple[int, dict]:
+    """Load ``last.pt`` into the network and the cache: returns the next epoch and the saved phase state."""
+    state = _load(path, "resume: checkpoint", "start without --resume (with --overwrite)")
+    if state.get("config") != dataclasses.asdict(config):
+        diff = _differences(state.get("config") or {}, dataclasses.asdict(config))
+        raise ValueError(f"resume: {path} was written with a different configuration (fields {diff})")
+    network.load_state_dict(state["model"])
+    cache.restore(state["stage_a_cache"])
+    logger.info("resumed from %s at epoch %d", path, state["epoch"] + 1)
+    return state["epoch"] + 1, state["phase"]
+
+
+def _restore_warmup(path: Path, key: dict, network: torch.nn.Module) -> dict | None:
+    """Load a warm-up checkpoint written for exactly this warm-up (``key``); returns its phase state."""
+    state = _load(path, "warmup_checkpoint:", "pass another --warmup-checkpoint")
+    if state.get("warmup_config") != key:
+        diff = _differences(state.get("warmup_config") or {}, key)
+        raise ValueError(
+            f"warmup_checkpoint: {path} was written for another warm-up (differing fields: {diff}); "
+            "pass another --warmup-checkpoint"
+        )
+    network.load_state_dict(state["model"])
+    logger.info("warm start from %s", path)
+    return state.get("phase")
+
+
 # --- one phase, one epoch ------------------------------------------------------------------------------
 
 
@@ -503,6 +529,15 @@ def train_epoch(network: torch.nn.Module, phase: _Phase, loader: Any, epoch: int
         losses.append(value)
         progress.set_postfix(loss=f"{value:.4f}")
     return float(np.mean(losses))
+
+
+def _with_targets(samples: Sequence[Any], method: Method, cache: StageACache) -> list[Any]:
+    """The training samples carrying this phase's stage-B targets (augmented jointly with the image)."""
+    if method.targets == "stage_a":
+        return [s.replace(target=cache.get(s.id)) for s in samples]
+    if method.targets == "masks":
+        return [s.replace(target=s.mask) for s in samples]
+    return list(samples)
 
 
 def _diverged(epoch: int, what: str) -> None:
@@ -677,26 +712,10 @@ def train(
 
     start_epoch, saved_phase = 0, None
     if resume and ckpt_path.exists():
-        state = _load(ckpt_path, "resume: checkpoint", "start without --resume (with --overwrite)")
-        if state.get("config") != dataclasses.asdict(config):
-            diff = _differences(state.get("config") or {}, dataclasses.asdict(config))
-            raise ValueError(f"resume: {ckpt_path} was written with a different configuration (fields {diff})")
-        network.load_state_dict(state["model"])
-        start_epoch, saved_phase = state["epoch"] + 1, state["phase"]
-        cache.restore(state["stage_a_cache"])
-        logger.info("resumed from %s at epoch %d", ckpt_path, start_epoch)
+        start_epoch, saved_phase = _restore_run(ckpt_path, config, network, cache)
     elif warmup > 0 and warmup_checkpoint is not None and Path(warmup_checkpoint).exists():
-        state = _load(Path(warmup_checkpoint), "warmup_checkpoint:", "pass another --warmup-checkpoint")
-        key = _warmup_key(config, fingerprint)
-        if state.get("warmup_config") != key:
-            diff = _differences(state.get("warmup_config") or {}, key)
-            raise ValueError(
-                f"warmup_checkpoint: {warmup_checkpoint} was written for another warm-up (differing fields: {diff}); "
-                "pass another --warmup-checkpoint"
-            )
-        network.load_state_dict(state["model"])
-        start_epoch, saved_phase = warmup, state.get("phase")
-        logger.info("warm start from %s", warmup_checkpoint)
+        saved_phase = _restore_warmup(Path(warmup_checkpoint), _warmup_key(config, fingerprint), network)
+        start_epoch = warmup
     kept = _read_metrics(metrics_path, start_epoch - 1) if resume else []
     _atomic_write_text("".join(x + "\n" for x in kept), metrics_path)
 
@@ -710,13 +729,9 @@ def train(
         name = "warmup" if phase.name == "warmup" else config.method
         record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
-        samples = train_samples
-        if phase.method.targets == "stage_a":
-            if (epoch - warmup) % config.stage_a_every == 0:
-                record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev))
-            samples = [s.replace(target=cache.get(s.id)) for s in train_samples]
-        elif phase.method.targets == "masks":
-            samples = [s.replace(target=s.mask) for s in train_samples]
+        if phase.method.targets == "stage_a" and (epoch - warmup) % config.stage_a_every == 0:
+            record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev))
+        samples = _with_targets(train_samples, phase.method, cache)
         bar = _Progress(progress, f"epoch {epoch + 1}/{total} {name}")
         record["loss"] = train_epoch(network, phase, _loader(samples, config, epoch, dev), epoch, bar)
         if not all(bool(torch.isfinite(p).all()) for p in network.parameters()):
@@ -750,21 +765,7 @@ def _finish(config, network, train_samples, val_samples, test_samples, cache, ou
         final["val"] = evaluate_network(network, val_samples, config.batch_size, dev)
     if test_samples:
         final["test"] = evaluate_network(network, test_samples, config.batch_size, dev)
-    cached = [s for s in train_samples if cache.get(s.id) is not None]
-    if cached:  # how well the final network fits its last targets (stage B's half of the mechanism)
-        preds = predict_labels(network, cached, config.batch_size, dev)
-        final["target_fit"] = sum(int(np.count_nonzero(preds[s.id] == cache.get(s.id))) for s in cached) / sum(
-            preds[s.id].size for s in cached
-        )
-        masked = [s for s in cached if s.mask is not None]
-        if masked:
-            final["network_train_miou"] = _miou(
-                sum(confusion_matrix(preds[s.id], s.mask, s.num_classes) for s in masked)
-            )
-    labelled = [s for s in train_samples if s.mask is not None and cache.get(s.id) is not None]
-    if labelled:
-        conf = sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in labelled)
-        final["pseudo_miou"] = _miou(conf)
+    final.update(_final_mechanism(network, train_samples, cache, config.batch_size, dev))
     if panels:
         write_panels(network, train_samples[:panels], cache, out / "panels" / "train.png", dev)
         if test_samples:
@@ -772,6 +773,22 @@ def _finish(config, network, train_samples, val_samples, test_samples, cache, ou
     _atomic_write_text(json.dumps(_strict(final), indent=1, allow_nan=False), out / "final.json")
     _atomic_save(network.state_dict(), out / "model.pt")
     return final
+
+
+def _final_mechanism(network: torch.nn.Module, samples: Sequence[Any], cache: StageACache, batch_size: int,
+                     dev: torch.device) -> dict:  # fmt: skip
+    """How well the final network fits its last targets (``target_fit``), its train mIoU and the labels' mIoU."""
+    cached = [s for s in samples if cache.get(s.id) is not None]
+    if not cached:
+        return {}
+    preds = predict_labels(network, cached, batch_size, dev)
+    agree = sum(int(np.count_nonzero(preds[s.id] == cache.get(s.id))) for s in cached)
+    out: dict = {"target_fit": agree / sum(preds[s.id].size for s in cached)}
+    masked = [s for s in cached if s.mask is not None]
+    if masked:
+        out["network_train_miou"] = _miou(sum(confusion_matrix(preds[s.id], s.mask, s.num_classes) for s in masked))
+        out["pseudo_miou"] = _miou(sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in masked))
+    return out
 
 
 def write_panels(
