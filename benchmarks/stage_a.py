@@ -29,7 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chainrule2.energies.grid import GridPotts, contrast_weights, pair_slices  # noqa: E402
-from chainrule2.solvers.alpha_expansion import AlphaExpansion, import_maxflow  # noqa: E402
+from chainrule2.solvers._expansion_graph import expansion_graph  # noqa: E402
+from chainrule2.solvers._maxflow import import_maxflow  # noqa: E402
+from chainrule2.solvers.alpha_expansion import AlphaExpansion, ExpansionMove  # noqa: E402
 from chainrule2.solvers.base import run  # noqa: E402
 
 logger = logging.getLogger("stage_a")
@@ -153,8 +155,6 @@ def ours_solve(energy: GridPotts, max_sweeps: int, initial: np.ndarray | None) -
 
 def single_maxflow_seconds(energy: GridPotts) -> float:
     """One max-flow (graph already built) of the first expansion move on this grid: the floor for one move."""
-    from chainrule2.solvers.alpha_expansion import expansion_graph
-
     maxflow = import_maxflow()
     labels = energy.unary_argmin()
     times = []
@@ -221,8 +221,6 @@ def gil_during_maxflow(energy: GridPotts) -> dict:
     """Whether PyMaxflow's ``maxflow()`` holds the GIL: a Python thread counts while one max-flow
     runs, then for as long again; a held GIL stalls the count during the max-flow."""
     import threading
-
-    from chainrule2.solvers.alpha_expansion import expansion_graph
 
     graph, _ = expansion_graph(energy, energy.unary_argmin(), 0, import_maxflow())
     count, done = [0], [False]
@@ -314,41 +312,26 @@ def solver_comparison(energy: GridPotts, repeats: int) -> list[dict]:
 
 def move_log(energy: GridPotts, max_sweeps: int) -> dict:
     """One cold solve, move by move: free pixels, pixels changed, predicted energy change, seconds
-    (graph building and max-flow included), and the solve's total time in graph building."""
-    import chainrule2.solvers.alpha_expansion as ae
-
-    moves, build = [], [0.0]
-    real_move, real_graph = ae._move, ae.expansion_graph
-
-    def timed_graph(*args, **kwargs):
-        t0 = time.perf_counter()
-        try:
-            return real_graph(*args, **kwargs)
-        finally:
-            build[0] += time.perf_counter() - t0
-
-    def timed_move(energy, labels, alpha, *args, **kwargs):
-        t0 = time.perf_counter()
-        new, changed, delta = real_move(energy, labels, alpha, *args, **kwargs)
-        moves.append(
-            {
-                "alpha": int(alpha),
-                "free": int((labels != alpha).sum()),
-                "changed": changed,
-                "delta": delta,
-                "seconds": time.perf_counter() - t0,
-            }
-        )
-        return new, changed, delta
-
-    ae._move, ae.expansion_graph = timed_move, timed_graph
-    try:
-        t0 = time.perf_counter()
-        state = run(AlphaExpansion(max_sweeps=max_sweeps), energy)
-        total = time.perf_counter() - t0
-    finally:
-        ae._move, ae.expansion_graph = real_move, real_graph
-    return {"seconds": total, "build_seconds": build[0], "trace": list(state.trace), "moves": moves}
+    (graph building and max-flow), and the solve's total time in graph building (through
+    ``AlphaExpansion.on_move``, the solver's public per-move hook)."""
+    records: list[ExpansionMove] = []
+    t0 = time.perf_counter()
+    state = run(AlphaExpansion(max_sweeps=max_sweeps, on_move=records.append), energy)
+    total = time.perf_counter() - t0
+    moves = [
+        {
+            "sweep": m.sweep,
+            "alpha": m.alpha,
+            "free": m.nodes,
+            "changed": m.changed,
+            "delta": m.delta,
+            "accepted": m.accepted,
+            "seconds": m.build_seconds + m.flow_seconds,
+        }
+        for m in records
+    ]
+    build = sum(m.build_seconds for m in records)
+    return {"seconds": total, "build_seconds": build, "trace": list(state.trace), "moves": moves}
 
 
 def markdown_table(result: dict) -> str:

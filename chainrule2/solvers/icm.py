@@ -9,7 +9,8 @@ import numpy as np
 
 from chainrule2._validation import check_int
 from chainrule2.base import SolverState
-from chainrule2.energies.grid import GridPotts, pair_slices
+from chainrule2.energies.grid import N4_OFFSETS, GridPotts, pair_slices
+from chainrule2.solvers._colouring import colour_classes
 from chainrule2.solvers.alpha_expansion import check_grid_energy
 from chainrule2.solvers.base import DiscreteSubproblem, check_initial_labels, first_state, next_state
 
@@ -39,8 +40,9 @@ class ICM(DiscreteSubproblem):
     colour; with N8 the diagonal pairs do, so each half-update is re-checked with the exact energy).
 
     One :meth:`step` = both half-sweeps. Monotone: a half-update that does not lower the exact
-    energy is dropped. Much weaker than :class:`AlphaExpansion` (a local minimum w.r.t. single
-    pixel changes) but needs no max-flow.
+    energy is dropped (what that means with N8, where the 2 colours are not an exact block update:
+    :func:`~chainrule2.solvers._colouring.colour_classes`). Much weaker than :class:`AlphaExpansion`
+    (with N4 a local minimum w.r.t. single pixel changes) but needs no max-flow.
 
     Example
     -------
@@ -71,12 +73,11 @@ class ICM(DiscreteSubproblem):
         energy = check_grid_energy(energy, type(self).__name__)
         labels, current = state.solution, state.energy
         start = current
-        h, w = energy.shape
-        colour = (np.arange(h)[:, None] + np.arange(w)[None, :]) % 2
         allowed = np.asarray(energy.labels)
         free = ~energy.clamped & ~energy.padding
-        for parity in (0, 1):
-            mask = (colour == parity) & free
+        # the 2 checkerboard colours whatever the neighbourhood: with N8 not an exact block update
+        for members in colour_classes(energy.shape, N4_OFFSETS):
+            mask = members & free
             costs = _local_costs(energy, labels)[:, :, allowed]
             best = allowed[np.argmin(costs, axis=2)]
             proposal = labels.copy()

@@ -11,19 +11,15 @@ import numpy as np
 from chainrule2._validation import check_int, check_positive
 from chainrule2.base import Batch, SolverState
 from chainrule2.energies.mean_field import MeanFieldEnergy
+from chainrule2.solvers import _colouring
 from chainrule2.solvers.base import DiscreteSubproblem, check_initial_labels, first_state, next_state
 
 
 def colour_classes(energy: MeanFieldEnergy) -> list[np.ndarray]:
     """Sets of pixels no pair of the grid joins, covering the grid: (i + j) mod 2 for a
-    4-neighbourhood, (i mod 2, j mod 2) when diagonal pairs exist (GridPotts offsets are in {-1, 0, 1}²)."""
-    h, w = energy.grid.shape
-    i, j = np.arange(h)[:, None], np.arange(w)[None, :]
-    if all(dy == 0 or dx == 0 for dy, dx in energy.grid.offsets):
-        colour = (i + j) % 2
-        return [colour == c for c in range(2)]
-    colour = 2 * (i % 2) + (j % 2)
-    return [colour == c for c in range(4)]
+    4-neighbourhood, (i mod 2, j mod 2) when diagonal pairs exist (the colouring shared with ICM:
+    :func:`chainrule2.solvers._colouring.colour_classes` of the grid's offsets)."""
+    return _colouring.colour_classes(energy.grid.shape, energy.grid.offsets)
 
 
 def check_mean_field_energy(energy: Any, solver: str) -> MeanFieldEnergy:

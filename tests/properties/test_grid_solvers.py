@@ -152,7 +152,7 @@ def test_random_order_is_reproducible(energy, seed):
 
 def _full_grid_move(energy: GridPotts, labels: np.ndarray, alpha: int) -> tuple[np.ndarray, float]:
     """The α-expansion move through the reference full-grid graph (one node per pixel)."""
-    from chainrule2.solvers.alpha_expansion import expansion_graph_full
+    from _full_grid_graph import expansion_graph_full
 
     graph, ids, keep_cost = expansion_graph_full(energy, labels, alpha)
     flow = graph.maxflow()
@@ -165,12 +165,13 @@ def _full_grid_move(energy: GridPotts, labels: np.ndarray, alpha: int) -> tuple[
 def test_free_pixel_graph_gives_the_full_grid_move(data, energy):
     """The free-pixel graph (fixed pixels folded into t-links) solves the same binary problem as the
     full-grid graph: the same move energy and the same predicted change, from any feasible labelling."""
-    from chainrule2.solvers.alpha_expansion import _move, import_maxflow
+    from chainrule2.solvers._expansion_graph import move
+    from chainrule2.solvers._maxflow import import_maxflow
 
     labels = energy.project(data.draw(grid_labels(energy)))
     alpha = data.draw(st.sampled_from(energy.labels))
     before = labels.copy()
-    new, changed, delta = _move(energy, labels, alpha, import_maxflow())
+    new, changed, delta = move(energy, labels, alpha, import_maxflow())
     ref, ref_delta = _full_grid_move(energy, labels, alpha)
     np.testing.assert_array_equal(labels, before)  # not mutated
     assert changed == int(np.count_nonzero(new != labels))
@@ -184,7 +185,8 @@ def test_free_pixel_graph_gives_the_full_grid_move(data, energy):
 def test_free_pixel_graph_matches_full_grid_on_random_photolike_problems():
     """Larger random problems (N8, generic float costs, clamped seeds): identical moves and labels."""
     from chainrule2.energies.grid import contrast_weights
-    from chainrule2.solvers.alpha_expansion import _move, import_maxflow
+    from chainrule2.solvers._expansion_graph import move
+    from chainrule2.solvers._maxflow import import_maxflow
 
     rng = np.random.default_rng(7)
     for trial in range(6):
@@ -200,7 +202,7 @@ def test_free_pixel_graph_matches_full_grid_on_random_photolike_problems():
         )
         labels = energy.project(rng.integers(0, num_labels, (h, w)))
         for alpha in range(num_labels):
-            new, _, delta = _move(energy, labels, alpha, import_maxflow())
+            new, _, delta = move(energy, labels, alpha, import_maxflow())
             ref, _ = _full_grid_move(energy, labels, alpha)
             np.testing.assert_array_equal(new, ref)  # generic costs: a unique optimal move
             assert delta == pytest.approx(energy.value(new) - energy.value(labels), rel=1e-9, abs=1e-9)

@@ -15,7 +15,8 @@ from chainrule2.divergences import CrossEntropy  # noqa: E402
 from chainrule2.energies.grid import N4_OFFSETS, GridPotts, contrast_weights  # noqa: E402
 from chainrule2.losses.scribble import ScribblePotts  # noqa: E402
 from chainrule2.solvers import AlphaExpansion, run  # noqa: E402
-from chainrule2.solvers.alpha_expansion import add_edges, check_capacities, expansion_move, kept_graph  # noqa: E402
+from chainrule2.solvers._expansion_graph import expansion_move  # noqa: E402
+from chainrule2.solvers._maxflow import add_edges, check_capacities, kept_graph  # noqa: E402
 from chainrule2.testing.grid_strategies import brute_force  # noqa: E402
 
 
@@ -128,7 +129,7 @@ def test_expansion_move_builds_non_negative_capacities(monkeypatch):
         seen.append(float(capacity.min()))
         return real(capacity, name)
 
-    monkeypatch.setattr("chainrule2.solvers.alpha_expansion.check_capacities", spy)
+    monkeypatch.setattr("chainrule2.solvers._expansion_graph.check_capacities", spy)
     energy, _ = _noisy_energy()
     labels = energy.unary_argmin()
     for alpha in range(3):
@@ -223,6 +224,31 @@ def test_through_the_loss_and_the_mixin():
         state = run(solver, e)
         assert set(np.unique(state.solution)) <= {0, 3}
         assert state.solution[0, 0] == 0 and state.solution[-1, -1] == 3
+
+
+def test_on_move_reports_every_move_and_changes_nothing():
+    from chainrule2.solvers.alpha_expansion import ExpansionMove
+
+    energy, _ = _noisy_energy(num_labels=4)
+    moves = []
+    observed = run(AlphaExpansion(on_move=moves.append), energy)
+    plain = run(AlphaExpansion(), energy)
+    np.testing.assert_array_equal(observed.solution, plain.solution)
+    assert observed.trace == plain.trace
+    solver = AlphaExpansion(on_move=moves.append)  # an observer, not part of the solver's value
+    assert (
+        solver == AlphaExpansion() and hash(solver) == hash(AlphaExpansion()) and repr(solver) == repr(AlphaExpansion())
+    )
+    assert moves and all(isinstance(m, ExpansionMove) for m in moves)
+    assert {m.sweep for m in moves} == set(range(observed.iteration))
+    first = moves[0]
+    assert (first.sweep, first.alpha, first.nodes) == (0, 0, int(np.count_nonzero(energy.unary_argmin() != 0)))
+    # the accepted moves' predicted changes add up to the solve's energy change
+    assert sum(m.delta for m in moves if m.accepted) == pytest.approx(observed.energy - observed.trace[0], rel=1e-9)
+    assert all(m.changed > 0 for m in moves if m.accepted)
+    assert all(m.build_seconds >= 0 and m.flow_seconds >= 0 for m in moves)
+    with pytest.raises(TypeError, match="on_move: expected a callable or None, got int"):
+        AlphaExpansion(on_move=3)
 
 
 def test_solver_rejects_other_energies():
