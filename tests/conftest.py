@@ -40,3 +40,19 @@ def shared_data() -> Path:
             pytest.fail(f"{message} (CI is set: the data must be present)")
         pytest.skip(message)
     return root
+
+
+#: The array namespaces every array-API function of the core must run on (see the ``xp`` fixture).
+ARRAY_NAMESPACES = ("numpy", "array_api_strict", "torch")
+
+
+@pytest.fixture(params=ARRAY_NAMESPACES)
+def xp(request: pytest.FixtureRequest):
+    """An array namespace to run an array-API function on: numpy, array_api_strict (the strictest
+    reading of the standard), torch (CPU); each skipped when not installed, so the core's tests run
+    without torch.
+
+    The module itself (``numpy``, ``array_api_strict``, ``torch``): build inputs with
+    ``xp.asarray(numpy_array)`` (dtype kept), read results back with ``numpy.from_dlpack(result)``.
+    """
+    return pytest.importorskip(request.param)
