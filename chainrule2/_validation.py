@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from chainrule2.constants import IGNORED_LABELS
+from chainrule2.constants import IGNORED_LABELS, MAX_CLASSES
 
 
 def _shape(x: Any) -> tuple[int, ...]:
@@ -38,8 +38,27 @@ def check_logits(logits: Any, name: str = "logits", min_ndim: int = 2) -> Any:
     return xp
 
 
+def check_num_classes(num_classes: int, name: str = "logits") -> int:
+    """``num_classes`` after checking that the reserved seed values 254/255 cannot be class ids.
+
+    ``name`` is what the count comes from (e.g. ``"logits"``: the size of its class axis).
+    """
+    if num_classes > MAX_CLASSES:
+        raise ValueError(
+            f"{name}: expected at most {MAX_CLASSES} classes (254/255 are reserved for padding/unlabeled seeds), "
+            f"got {num_classes}"
+        )
+    return num_classes
+
+
 def check_labels(labels: Any, num_classes: int, name: str = "labels", allow_ignored: bool = True) -> None:
-    """Integer labels in [0, num_classes), plus the ignore values 254/255 when allowed."""
+    """Integer labels in [0, num_classes), plus the ignore values 254/255 when allowed.
+
+    With ``allow_ignored``, ``num_classes`` may not exceed :data:`~chainrule2.constants.MAX_CLASSES`
+    (otherwise 254/255 would be class ids and ignore values at once).
+    """
+    if allow_ignored:
+        check_num_classes(int(num_classes), f"{name} (num_classes)")
     xp = array_namespace(labels)
     if not xp.isdtype(labels.dtype, "integral"):
         raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}")

@@ -185,11 +185,18 @@ class Composite:
 class StageAReport(NamedTuple):
     """Stage A on one batch: one energy trace per item; seconds for the prediction (the one
     device-to-host copy, plus the forward pass when :class:`~chainrule2.TrustRegion` ran the
-    model) and for the solver."""
+    model) and for the solver; the items that failed.
+
+    ``failures`` lists ``(index, id, message)`` for each item whose problem could not be built or
+    solved under ``StageA(on_failure="keep")`` (``id`` from ``batch.ids``, ``None`` without ids);
+    such an item's trace is empty ``()`` and its target is what it kept (see
+    :class:`~chainrule2.StageA`).
+    """
 
     traces: tuple[tuple[float, ...], ...]
     predict_seconds: float
     solve_seconds: float
+    failures: tuple[tuple[int, str | None, str], ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -197,8 +204,8 @@ class StageAReport(NamedTuple):
 
     @property
     def energy(self) -> float:
-        """Sum over items of the final stage-A energy."""
-        return float(sum(trace[-1] for trace in self.traces))
+        """Sum over the solved items of the final stage-A energy (failed items have no trace)."""
+        return float(sum(trace[-1] for trace in self.traces if trace))
 
 
 class Proposal(NamedTuple):

@@ -31,7 +31,7 @@ from typing import Any
 
 from array_api_compat import array_namespace, device
 
-from chainrule2._validation import check_choice, check_labels, check_logits
+from chainrule2._validation import check_choice, check_labels, check_logits, check_num_classes
 from chainrule2.constants import PADDING
 
 __all__ = [
@@ -77,6 +77,7 @@ def _as_distribution(target: Any, logits: Any) -> tuple[Any, Any]:
                 f"target: expected labels of shape {tuple(logits.shape[:-1])} (logits without the "
                 f"class axis), got {tuple(target.shape)}"
             )
+        check_num_classes(num_labels, "logits")  # integer targets carry 254/255 as ignore values
         check_labels(target, num_labels, "target")
         return _one_hot(target, num_labels, logits)
     if not xp.isdtype(target.dtype, "real floating"):
@@ -274,7 +275,7 @@ class SeedAwareObjective:
 
     def _masks(self, logits: Any, targets: Any, seeds: Any) -> tuple[Any, Any, Any]:
         xp = check_logits(logits)
-        num_labels = int(logits.shape[-1])
+        num_labels = check_num_classes(int(logits.shape[-1]), "logits")  # seeds carry 254/255
         if tuple(seeds.shape) != tuple(logits.shape[:-1]):
             raise ValueError(
                 f"seeds: expected shape {tuple(logits.shape[:-1])} (logits without the class axis), "

@@ -8,7 +8,9 @@ same device. The solvers run on the host: the logits, seeds and images are copie
 
 from __future__ import annotations
 
+import inspect
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,13 +19,18 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array
 
-from chainrule2._validation import check_logits, check_positive
+from chainrule2._validation import check_choice, check_logits, check_num_classes, check_positive
 from chainrule2.base import Batch, Proposal, StageAReport, as_items
-from chainrule2.solvers.base import solve_batch
+from chainrule2.constants import IGNORED_LABELS
+from chainrule2.divergences import softmax
+from chainrule2.solvers.base import SolveFailure, solve_batch
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["StageA", "to_host"]
+__all__ = ["ON_FAILURE", "StageA", "to_host"]
+
+#: What :class:`StageA` does when one item's problem cannot be built or solved (see ``on_failure``).
+ON_FAILURE = ("raise", "keep")
 
 
 def to_host(x: Any, name: str) -> np.ndarray:
@@ -93,6 +100,51 @@ def _host_images(images: Any, seeds_shape: tuple[int, ...]) -> np.ndarray | None
     return host.astype(np.float64, copy=False)
 
 
+def _where(ids: tuple[Any, ...], index: int) -> str:
+    return f"item {ids[index]!r} (index {index})" if ids[index] is not None else f"item {index}"
+
+
+def _naming(err: Exception, where: str) -> Exception:
+    """``err`` with ``where`` in its message: a copy for a builtin exception with one message, else a note."""
+    if type(err).__module__ == "builtins" and len(err.args) == 1 and isinstance(err.args[0], str):
+        try:
+            return type(err)(f"{err.args[0]} (stage A, {where})")
+        except Exception:  # an unusual constructor: fall back to a note
+            pass
+    err.add_note(f"stage A, {where}")
+    return err
+
+
+def _accepts_errors(batch_solver: Any) -> bool:
+    """Whether ``batch_solver`` takes ``errors=`` (the batch solvers of :mod:`chainrule2.solvers` do)."""
+    try:
+        parameters = inspect.signature(batch_solver).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "errors" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _kept_labels(initial: Any, seeds: np.ndarray, num_labels: int) -> tuple[np.ndarray, str]:
+    """A failed item's labels: ``initial`` if it is a valid labelling of the item, else its seeds."""
+    if initial is not None:
+        a = np.asarray(initial)
+        if a.shape == seeds.shape and np.issubdtype(a.dtype, np.integer):
+            valid = ((a >= 0) & (a < num_labels)) | np.isin(a, IGNORED_LABELS)
+            if valid.all():
+                return a.astype(np.int64), "its previous labels (initial)"
+    return seeds.astype(np.int64), "its seeds (255 elsewhere)"
+
+
+def _kept_distribution(initial: Any, logits: np.ndarray) -> tuple[np.ndarray, str]:
+    """A failed item's soft target: ``initial`` if it is a distribution of the item's shape, else the
+    model's own prediction (a target stage B already fits: no pull on the non-seed pixels)."""
+    if initial is not None:
+        a = np.asarray(initial)
+        if a.shape == logits.shape and np.issubdtype(a.dtype, np.floating) and np.all(np.isfinite(a)):
+            return a.astype(np.float64), "its previous target (initial)"
+    return np.asarray(softmax(logits.astype(np.float64))), "the model's own prediction"
+
+
 @dataclass(frozen=True)
 class StageA:
     """Stage A: per item, ``min_y loss(y) + trust_weight · d_A(y, softmax(logits))``.
@@ -111,6 +163,25 @@ class StageA:
     batch_solver : callable or None
         ``batch_solver(solver, energies, initials) -> list[SolverState]``; default a serial loop
         (:func:`chainrule2.solvers.solve_batch`); e.g. :class:`~chainrule2.solvers.ProcessBatchSolver`.
+        One that takes ``errors="return"`` (those of :mod:`chainrule2.solvers` do) reports a failing
+        item as a :class:`~chainrule2.solvers.base.SolveFailure`; with any other, a batch that raises
+        is solved again one item per call to find the failing item.
+    on_failure : {"raise", "keep"}
+        When one item's problem cannot be built or solved (the loss or the solver raises, the
+        model's logits or the final energy are not finite, a worker process dies):
+
+        * ``"raise"`` (default): the error propagates, its message naming the item (``batch.ids``);
+        * ``"keep"``: the item is logged (a warning with its id and the error) and listed in
+          ``report.failures``; its target is its ``initial`` (the previous labels) when that is a
+          valid labelling, else **its seeds as they are**: the seed labels, 255 on unlabeled and
+          254 on padding pixels, which :class:`~chainrule2.divergences.SeedAwareObjective` ignores
+          (that item then trains on its seeds only). For soft targets: the ``initial`` distribution,
+          else the model's own prediction ``softmax(logits)`` (uniform where the logits were not
+          finite). The other items are solved as usual.
+
+        The caller's own mistakes (layouts, dtypes, shapes, too many classes, a batch solver that
+        returns the wrong number of states) are raised in both modes; ``BaseException`` (e.g.
+        ``KeyboardInterrupt``) always propagates.
 
     Examples
     --------
@@ -130,9 +201,16 @@ class StageA:
     trust_divergence: Any
     trust_weight: float
     batch_solver: Any = None
+    on_failure: str = "raise"
 
     def __post_init__(self) -> None:
         check_positive(self.trust_weight, "trust_weight", allow_zero=True)
+        for name in ("solver", "loss", "trust_divergence", "batch_solver"):
+            value = getattr(self, name)
+            if isinstance(value, type):  # e.g. StageA(AlphaExpansion, ...): the class passes the method checks
+                raise TypeError(
+                    f"{name}: expected an instance, got the class {value.__name__}; call it: {value.__name__}()"
+                )
         for method in ("init", "step", "energies", "max_steps"):
             if not callable(getattr(self.solver, method, None)):
                 raise TypeError(f"solver: expected a Subproblem with {method}(), got {type(self.solver).__name__}")
@@ -143,6 +221,7 @@ class StageA:
                 "batch_solver: expected None or a callable (solver, energies, initials) -> states, "
                 f"got {type(self.batch_solver).__name__}"
             )
+        check_choice(self.on_failure, "on_failure", ON_FAILURE)
 
     def propose(
         self, logits: Any, batch: Batch, initial: Sequence[Any] | None = None, *, class_axis: int = -1
@@ -168,29 +247,169 @@ class StageA:
         Proposal
             ``targets``: labels ``(N, ...)`` (int64) or soft targets with the class axis where it
             was in ``logits``, in ``logits``' namespace and on its device; ``report``: one energy
-            trace per item and the seconds of the host copy and of the solver.
+            trace per item, the seconds of the host copy and of the solver and, with
+            ``on_failure="keep"``, the items that failed (``report.failures``, see ``on_failure``).
+
+        Raises
+        ------
+        ValueError, TypeError
+            On the caller's mistakes (layout, dtype, shapes, more than 254 classes) and, with
+            ``on_failure="raise"``, on an item's failure (the message names the item).
         """
         start = time.perf_counter()
         host_batch = self._host_batch(batch)
-        host_logits = _class_axis_last(to_host(logits, "logits"), class_axis, tuple(host_batch.seeds.shape))
+        grid = tuple(host_batch.seeds.shape)
+        host_logits = _class_axis_last(to_host(logits, "logits"), class_axis, grid)
+        n = host_logits.shape[0]
+        ids = tuple(host_batch.ids) if host_batch.ids is not None else (None,) * n
+        failures: dict[int, str] = {}
+        host_logits = self._finite_logits(host_logits, ids, failures)
         check_logits(host_logits, "logits")
-        initials = [
-            None if a is None else to_host(a, "initial") for a in as_items(initial, host_logits.shape[0], "initial")
-        ]
+        num_labels = check_num_classes(int(host_logits.shape[-1]), "logits")  # the seeds carry 254/255
+        initials = [None if a is None else to_host(a, "initial") for a in as_items(initial, n, "initial")]
         copied = time.perf_counter()
-        energies = self.solver.energies(self.loss, host_logits, host_batch, self.trust_divergence, self.trust_weight)
-        batch_solver = solve_batch if self.batch_solver is None else self.batch_solver
-        states = batch_solver(self.solver, energies, initials)
-        targets = np.stack([np.asarray(state.solution) for state in states])
+        energies = self._energies(host_logits, host_batch, ids, failures)
+        states = self._solve(energies, initials, ids, failures)
+        soft = self._soft(states, energies, len(grid) - 1)
+        solutions = []
+        for i, state in enumerate(states):
+            if state is not None:
+                solutions.append(np.asarray(state.solution))
+                continue
+            if soft:
+                target, kept = _kept_distribution(initials[i], host_logits[i])
+            else:
+                target, kept = _kept_labels(initials[i], host_batch.seeds[i], num_labels)
+            logger.warning("stage A: %s failed and keeps %s: %s", _where(ids, i), kept, failures[i])
+            solutions.append(target)
+        targets = np.stack(solutions)
         if targets.ndim == host_logits.ndim:  # soft targets: back to the caller's layout
             targets = np.moveaxis(targets, -1, class_axis)
         report = StageAReport(
-            traces=tuple(state.trace for state in states),
+            traces=tuple(() if state is None else state.trace for state in states),
             predict_seconds=copied - start,
             solve_seconds=time.perf_counter() - copied,
+            failures=tuple((i, ids[i], failures[i]) for i in sorted(failures)),
         )
         logger.debug("stage A: energy %.6g in %.3fs", report.energy, report.seconds)
         return Proposal(_to_caller(targets, logits), report)
+
+    def _fail(self, index: int, ids: tuple[Any, ...], err: Exception, failures: dict[int, str], what: str) -> None:
+        """Raise ``err`` naming the item (``on_failure="raise"``) or record it in ``failures``."""
+        if self.on_failure == "raise":
+            named = _naming(err, _where(ids, index))
+            if named is err:
+                raise err
+            raise named from err
+        failures[index] = f"{what}: {type(err).__name__}: {err}"
+
+    def _finite_logits(self, logits: np.ndarray, ids: tuple[Any, ...], failures: dict[int, str]) -> np.ndarray:
+        """``logits`` with the items whose values are not finite failed (and zeroed, so the others build)."""
+        if logits.shape[0] == 0 or not np.issubdtype(logits.dtype, np.floating):
+            return logits  # check_logits says what is wrong
+        bad = np.flatnonzero(~np.isfinite(logits.reshape(logits.shape[0], -1)).all(axis=1))
+        if bad.size == 0:
+            return logits
+        if self.on_failure == "raise":
+            raise ValueError(f"logits: expected finite values, got NaN or inf in {_where(ids, int(bad[0]))}")
+        logits = logits.copy()
+        for i in bad.tolist():
+            self._fail(i, ids, ValueError("logits: expected finite values, got NaN or inf"), failures, "model output")
+            logits[i] = 0.0
+        return logits
+
+    def _energies(self, logits: np.ndarray, batch: Batch, ids: tuple[Any, ...], failures: dict[int, str]) -> list[Any]:
+        """One energy per item (``None`` for a failed item): the batch at once, or item by item if that raises."""
+        n = logits.shape[0]
+        build = self.solver.energies
+        try:
+            built = list(build(self.loss, logits, batch, self.trust_divergence, self.trust_weight))
+        except Exception as err:
+            batch_error = err
+        else:
+            if len(built) != n:
+                raise ValueError(
+                    f"solver: expected {type(self.solver).__name__}.energies to return {n} energies (one per item), "
+                    f"got {len(built)}"
+                )
+            return [None if i in failures else energy for i, energy in enumerate(built)]
+        energies: list[Any] = []
+        found = False
+        for i in range(n):  # which item's problem cannot be built?
+            if i in failures:
+                energies.append(None)
+                continue
+            one = Batch(None, batch.seeds[i : i + 1], None if batch.images is None else batch.images[i : i + 1],
+                        None if batch.ids is None else tuple(batch.ids[i : i + 1]))  # fmt: skip
+            try:
+                energies.append(build(self.loss, logits[i : i + 1], one, self.trust_divergence, self.trust_weight)[0])
+            except Exception as err:
+                found = True
+                self._fail(i, ids, err, failures, "building its stage-A problem")
+                energies.append(None)
+        if not found and self.on_failure == "raise":
+            raise batch_error  # no single item is to blame
+        return energies
+
+    def _solve(
+        self, energies: list[Any], initials: list[Any], ids: tuple[Any, ...], failures: dict[int, str]
+    ) -> list[Any]:
+        """One state per item (``None`` for a failed item), from the batch solver."""
+        todo = [i for i, energy in enumerate(energies) if energy is not None]
+        states: list[Any] = [None] * len(energies)
+        if not todo:
+            return states
+        results = self._batch_solve([energies[i] for i in todo], [initials[i] for i in todo])
+        for i, result in zip(todo, results, strict=True):
+            if isinstance(result, SolveFailure):
+                self._fail(i, ids, result.error, failures, "solving")
+                continue
+            energy = float(result.energy)
+            solution = np.asarray(result.solution)
+            if not math.isfinite(energy) or (
+                np.issubdtype(solution.dtype, np.floating) and not np.isfinite(solution).all()
+            ):
+                what = f"energy {energy}" if not math.isfinite(energy) else "a solution with NaN or inf"
+                err = ValueError(f"energy: expected a finite stage-A energy and solution, got {what}")
+                self._fail(i, ids, err, failures, "solving")
+                continue
+            states[i] = result
+        return states
+
+    def _batch_solve(self, energies: list[Any], initials: list[Any]) -> list[Any]:
+        """The batch solver's results, a :class:`SolveFailure` in place of each item whose solve raised."""
+        batch_solver = solve_batch if self.batch_solver is None else self.batch_solver
+        kwargs = {"errors": "return"} if _accepts_errors(batch_solver) else {}
+        try:
+            results = list(batch_solver(self.solver, energies, initials, **kwargs))
+        except Exception as err:
+            if len(energies) == 1:
+                return [SolveFailure(0, err)]
+            batch_error = err
+        else:
+            if len(results) != len(energies):
+                raise ValueError(f"batch_solver: expected {len(energies)} states (one per energy), got {len(results)}")
+            return results
+        results = []
+        for k, (energy, initial) in enumerate(zip(energies, initials, strict=True)):  # which item raises?
+            try:
+                results.append(list(batch_solver(self.solver, [energy], [initial], **kwargs))[0])
+            except Exception as err:
+                results.append(SolveFailure(k, err))
+        if self.on_failure == "raise" and not any(isinstance(r, SolveFailure) for r in results):
+            raise batch_error  # no single item is to blame
+        return results
+
+    @staticmethod
+    def _soft(states: list[Any], energies: list[Any], grid_ndim: int) -> bool:
+        """Whether the targets are soft ``(..., L)``: as the solved items', else as the energies' shape."""
+        for state in states:
+            if state is not None:
+                return np.ndim(state.solution) == grid_ndim + 1
+        for energy in energies:
+            if energy is not None:
+                return len(tuple(energy.shape)) == grid_ndim + 1
+        return False  # nothing built: labels (the seeds)
 
     @staticmethod
     def _host_batch(batch: Batch) -> Batch:
@@ -200,5 +419,9 @@ class StageA:
         if not np.issubdtype(seeds.dtype, np.integer):
             raise TypeError(
                 f"batch.seeds: expected integer labels (255 unlabeled, 254 padding), got dtype {seeds.dtype}"
+            )
+        if batch.ids is not None and len(batch.ids) != seeds.shape[0]:
+            raise ValueError(
+                f"batch.ids: expected {seeds.shape[0]} ids (one per item of batch.seeds), got {len(batch.ids)}"
             )
         return Batch(None, seeds, _host_images(batch.images, tuple(seeds.shape)), batch.ids)

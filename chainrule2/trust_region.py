@@ -11,6 +11,12 @@ from chainrule2.base import Batch, Composite, FitReport, Proposal, StepReport
 from chainrule2.stage_a import StageA
 
 
+def _items(x: Any) -> int | None:
+    """The leading (batch) size of an array, or None (left to :class:`~chainrule2.StageA` to refuse)."""
+    shape = getattr(x, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) >= 1 else None
+
+
 @dataclass(frozen=True)
 class TrustRegion:
     """One outer step = stage A (``propose``) then stage B (``fit``) on the same batch.
@@ -46,6 +52,11 @@ class TrustRegion:
     batch_solver: Any = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.stage_b, type):  # the class has a fit function too
+            raise TypeError(
+                f"stage_b: expected an instance, got the class {self.stage_b.__name__}; "
+                f"call it: {self.stage_b.__name__}(...)"
+            )
         if not callable(getattr(self.stage_b, "fit", None)):
             raise TypeError(
                 f"stage_b: expected a Fitter with fit(model, batch, targets), got {type(self.stage_b).__name__}"
@@ -68,6 +79,12 @@ class TrustRegion:
         start = time.perf_counter()
         logits = composite.model.predict(batch.inputs)
         predicted = time.perf_counter() - start
+        n, got = _items(getattr(batch, "seeds", None)), _items(logits)
+        if n is not None and got is not None and got != n:
+            raise ValueError(
+                f"composite.model: expected predict(batch.inputs) to return logits for {n} items (one per item of "
+                f"batch.seeds), got {got} (logits of shape {tuple(logits.shape)})"
+            )
         proposal = self.stage_a_for(composite.loss).propose(logits, batch, initial)
         report = proposal.report._replace(predict_seconds=proposal.report.predict_seconds + predicted)
         return Proposal(proposal.targets, report)

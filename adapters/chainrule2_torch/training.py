@@ -228,7 +228,11 @@ WARMUP = Method("pce", "seeds", _pce)  #: the shared warm-up phase
 
 
 def make_stage_a(config: TrainConfig, batch_solver: Any = None) -> StageA:
-    """Alpha-expansion on the contrast-sensitive grid Potts, with the β·CE trust region."""
+    """Alpha-expansion on the contrast-sensitive grid Potts, with the β·CE trust region.
+
+    ``on_failure="keep"``: an item whose stage A fails keeps its previous labels (its seeds the
+    first time) and training goes on; :func:`refresh_pseudo_labels` counts and names such items.
+    """
     from chainrule2.losses import ScribblePotts
     from chainrule2.solvers import AlphaExpansion
 
@@ -238,6 +242,7 @@ def make_stage_a(config: TrainConfig, batch_solver: Any = None) -> StageA:
         CrossEntropy(),
         config.trust_weight,
         batch_solver=batch_solver,
+        on_failure="keep",
     )
 
 
@@ -350,30 +355,56 @@ def refresh_pseudo_labels(
     ``target_fit``: the fraction of pixels where the network's arg-max already agreed with the
     previous stage-A labels (how well stage B fitted its targets; None at the first stage A); and,
     on the items with masks, the network's and the new stage-A labels' mIoU (the mechanism).
+
+    ``stage_a_failures``: how many items stage A failed on (``StageA(on_failure="keep")``, logged
+    with their ids as a warning). Such an item keeps its cached labels; the first time, its cache
+    entry is its seeds (255 elsewhere: stage B's criterion trains it on its seeds only). The
+    changed-pixel and mIoU figures are over the items stage A solved; ``target_fit`` counts only
+    pixels whose previous target is a class (not a 255 left by a failure).
     """
     device = resolve_device(device)
     start = time.perf_counter()
     solve_s, changed, pixels, fit, fit_pixels = 0.0, 0, 0, 0, 0
     conf_net = conf_labels = None
+    failed_ids: list[str] = []
     for items, batch, logits in _eval_logits(network, samples, batch_size, device):
         previous = [cache.get(s.id) for s in items]
-        proposal = stage_a.propose(logits, batch, initial=previous, class_axis=1)
+        # seeds kept by an earlier failure (255 elsewhere) are no labelling to warm-start from: start cold
+        warm = [
+            None if old is None or old.max() >= s.num_classes else old for s, old in zip(items, previous, strict=True)
+        ]
+        proposal = stage_a.propose(logits, batch, initial=warm, class_axis=1)
         solve_s += proposal.report.solve_seconds
+        failed = {index for index, _, _ in proposal.report.failures}
         argmax = logits.argmax(1).cpu().numpy()
-        for s, labels, net, old in zip(items, proposal.targets.cpu().numpy(), argmax, previous, strict=True):
+        targets = proposal.targets.cpu().numpy()
+        for k, (s, labels, net, old) in enumerate(zip(items, targets, argmax, previous, strict=True)):
+            if old is not None:
+                counted = old < s.num_classes
+                fit += int(np.count_nonzero((old == net) & counted))
+                fit_pixels += int(np.count_nonzero(counted))
+            if k in failed:  # the cache keeps its previous labels; the first time, its seeds (255 elsewhere)
+                failed_ids.append(s.id)
+                if old is None:
+                    cache.put(s.id, s.seeds)
+                continue
             cache.put(s.id, labels)
             changed += int(np.count_nonzero(labels != net))
             pixels += labels.size
-            if old is not None:
-                fit += int(np.count_nonzero(old == net))
-                fit_pixels += old.size
             if s.mask is not None:
                 c_net, c_lab = (confusion_matrix(x, s.mask, s.num_classes) for x in (net, labels))
                 conf_net = c_net if conf_net is None else conf_net + c_net
                 conf_labels = c_lab if conf_labels is None else conf_labels + c_lab
+    if failed_ids:
+        logger.warning(
+            "stage A failed on %d item(s) %s: they keep their previous labels (their seeds only the first time)",
+            len(failed_ids),
+            failed_ids,
+        )
     return {
         "stage_a_s": time.perf_counter() - start,
         "stage_a_solve_s": solve_s,
+        "stage_a_failures": len(failed_ids),
         "stage_a_changed": changed / max(pixels, 1),
         "target_fit": fit / fit_pixels if fit_pixels else None,
         "network_train_miou": _miou(conf_net),

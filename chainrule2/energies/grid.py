@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from chainrule2._validation import check_labelling
-from chainrule2.constants import PADDING, UNLABELED
+from chainrule2.constants import MAX_CLASSES, PADDING, UNLABELED
 
 N4_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
 N8_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (-1, 1))
@@ -224,7 +224,8 @@ class GridPotts:
     edge_scale : float
         s >= 0, a constant factor on all pairs (|Ω|/|N| in the paper).
     seeds : int ndarray (H, W) or None
-        Class ids in [0, L), 255 unlabeled, 254 padding.
+        Class ids in [0, L), 255 unlabeled, 254 padding; with seeds, L is at most 254
+        (:data:`~chainrule2.constants.MAX_CLASSES`).
     seed_penalty : float or None
         None = exact clamping; a number = soft penalty per violated seed.
     allowed_labels : tuple of int or None
@@ -277,6 +278,11 @@ class GridPotts:
                 raise ValueError(f"seeds: expected shape {(h, w)} (the unary's grid), got {seeds.shape}")
             if not np.issubdtype(seeds.dtype, np.integer):
                 raise TypeError(f"seeds: expected an integer dtype, got {seeds.dtype}")
+            if num_labels > MAX_CLASSES:  # 254/255 would be both class ids and padding/unlabeled
+                raise ValueError(
+                    f"unary: expected at most {MAX_CLASSES} labels with seeds (254/255 are reserved for "
+                    f"padding/unlabeled seeds), got {num_labels}"
+                )
             bad = ~((seeds >= 0) & (seeds < num_labels) | (seeds == UNLABELED) | (seeds == PADDING))
             if bad.any():
                 raise ValueError(f"seeds: expected labels in [0, {num_labels}) or 254/255, got {int(seeds[bad][0])}")

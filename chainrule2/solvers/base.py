@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from chainrule2._validation import check_labelling, check_logits, check_positive
+from chainrule2._validation import check_choice, check_labelling, check_logits, check_positive
 from chainrule2.base import Batch, Energy, SolverState, Subproblem
+
+#: What a batch solver does when one item's solve raises: ``"raise"`` it, or ``"return"`` a
+#: :class:`SolveFailure` in that item's place (the other items' states are kept).
+ERRORS = ("raise", "return")
+
+
+class SolveFailure(NamedTuple):
+    """Returned by a batch solver (``errors="return"``) in place of the state of an item whose solve failed.
+
+    ``index`` is the item's position in ``energies``; ``error`` the exception (for a worker process
+    that died, a ``BrokenProcessPool`` saying so).
+    """
+
+    index: int
+    error: BaseException
+
+    @property
+    def message(self) -> str:
+        return f"{type(self.error).__name__}: {self.error}"
 
 
 def run(solver: Subproblem, energy: Energy, initial: Any = None) -> SolverState:
@@ -21,12 +40,46 @@ def run(solver: Subproblem, energy: Energy, initial: Any = None) -> SolverState:
     return state
 
 
-def solve_batch(
-    solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None
-) -> list[SolverState]:
-    """Solve one energy per batch item (serially); results are independent of the order."""
+def paired(energies: Sequence[Energy], initials: Sequence[Any] | None) -> list[tuple[Any, Any]]:
+    """``[(energy, initial), ...]``: one warm start per energy (``None`` -> all cold)."""
     initials = [None] * len(energies) if initials is None else list(initials)
-    return [run(solver, energy, initial) for energy, initial in zip(energies, initials, strict=True)]
+    if len(initials) != len(energies):
+        raise ValueError(f"initials: expected {len(energies)} items (one per energy), got {len(initials)}")
+    return list(zip(energies, initials, strict=True))
+
+
+def solve_batch(
+    solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None, *, errors: str = "raise"
+) -> list[SolverState | SolveFailure]:
+    """Solve one energy per batch item (serially); results are independent of the order.
+
+    Parameters
+    ----------
+    solver : Subproblem
+    energies : sequence of Energy
+    initials : sequence or None
+        One warm start per energy (``None`` entries start cold); ``None`` = all cold.
+    errors : {"raise", "return"}
+        ``"raise"``: an item's exception propagates. ``"return"``: it is returned as a
+        :class:`SolveFailure` in that item's place and the other items are still solved
+        (``BaseException`` such as ``KeyboardInterrupt`` always propagates).
+
+    Returns
+    -------
+    list of SolverState (or SolveFailure)
+        One per energy, in order.
+    """
+    check_choice(errors, "errors", ERRORS)
+    out: list[SolverState | SolveFailure] = []
+    for index, (energy, initial) in enumerate(paired(energies, initials)):
+        if errors == "raise":
+            out.append(run(solver, energy, initial))
+            continue
+        try:
+            out.append(run(solver, energy, initial))
+        except Exception as err:  # one bad item: the caller decides (StageA's on_failure)
+            out.append(SolveFailure(index, err))
+    return out
 
 
 def next_state(state: SolverState, solution: Any, energy: float, converged: bool, memo: Any = None) -> SolverState:

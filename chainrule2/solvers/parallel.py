@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainrule2._validation import check_int
+from chainrule2._validation import check_choice, check_int
 from chainrule2.base import Energy, SolverState, Subproblem
-from chainrule2.solvers.base import run
+from chainrule2.solvers.base import ERRORS, SolveFailure, paired, run, solve_batch
 
 logger = logging.getLogger(__name__)
 
@@ -29,11 +30,24 @@ def _solve_one(args: tuple[Any, Any, Any]) -> SolverState:
     return run(solver, energy, initial)
 
 
-def _items(energies: Sequence[Energy], initials: Sequence[Any] | None) -> list[tuple[Any, Any]]:
-    initials = [None] * len(energies) if initials is None else list(initials)
-    if len(initials) != len(energies):
-        raise ValueError(f"initials: expected {len(energies)} items (one per energy), got {len(initials)}")
-    return list(zip(energies, initials, strict=True))
+def _finish(results: list[SolverState | SolveFailure], errors: str) -> list[SolverState | SolveFailure]:
+    """``results`` as they are (``errors="return"``) or the first failure raised (``"raise"``)."""
+    if errors == "raise":
+        for result in results:
+            if isinstance(result, SolveFailure):
+                raise result.error
+    return results
+
+
+def _collect(futures: list[Future], results: list, broken: list[int]) -> None:
+    """Each future's state into ``results``; its exception as a :class:`SolveFailure`; a dead pool into ``broken``."""
+    for index, future in enumerate(futures):
+        try:
+            results[index] = future.result()
+        except BrokenProcessPool:
+            broken.append(index)
+        except Exception as err:  # the item's own error, raised in the worker
+            results[index] = SolveFailure(index, err)
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,13 @@ class ProcessBatchSolver:
 
     Energies and states are pickled to the workers (a 513² 21-label energy is ≈ 45 MB), so use it
     for batches whose solve time dominates that copy. ``workers=1`` solves in-process.
+
+    **A worker that dies** (a crash in the solver, the out-of-memory killer, ``os._exit``) costs only
+    the item it was solving: the pool is rebuilt, the items it was running are solved again one at a
+    time, and the item that kills a worker alone is that item's failure (a ``BrokenProcessPool``
+    naming it). A held pool is rebuilt so, never left broken for later calls. With ``workers >= 2``
+    every item is solved in a worker, even a batch of one, so that such a crash never reaches the
+    caller's process.
     """
 
     workers: int = 2
@@ -73,17 +94,61 @@ class ProcessBatchSolver:
         while self._pool:
             self._pool.pop().shutdown()
 
+    def _rebuilt(self, pool: Executor, held: bool) -> Executor:
+        """A fresh pool in place of ``pool`` (whose workers died); the held one is replaced too."""
+        pool.shutdown(wait=False, cancel_futures=True)
+        fresh = self._executor()
+        if held:
+            self._pool[0] = fresh
+        return fresh
+
     def __call__(
-        self, solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None
-    ) -> list[SolverState]:
-        items = _items(energies, initials)
-        if self.workers == 1 or len(items) <= 1:
-            return [run(solver, energy, initial) for energy, initial in items]
-        tasks = [(solver, energy, initial) for energy, initial in items]
-        if self._pool:
-            return list(self._pool[0].map(_solve_one, tasks))
-        with self._executor() as pool:
-            return list(pool.map(_solve_one, tasks))
+        self,
+        solver: Subproblem,
+        energies: Sequence[Energy],
+        initials: Sequence[Any] | None = None,
+        *,
+        errors: str = "raise",
+    ) -> list[SolverState | SolveFailure]:
+        """One state per energy, in order; ``errors`` as in :func:`~chainrule2.solvers.solve_batch`."""
+        check_choice(errors, "errors", ERRORS)
+        items = paired(energies, initials)
+        if self.workers == 1 or not items:
+            return solve_batch(solver, [e for e, _ in items], [i for _, i in items], errors=errors)
+        held = bool(self._pool)
+        pool = self._pool[0] if held else self._executor()
+        try:
+            if getattr(pool, "_broken", False):  # broken by an earlier call that was interrupted
+                pool = self._rebuilt(pool, held)
+            results: list = [None] * len(items)
+            broken: list[int] = []
+            try:
+                futures = [pool.submit(_solve_one, (solver, e, i)) for e, i in items]
+            except BrokenProcessPool:
+                futures, broken = [], list(range(len(items)))
+            _collect(futures, results, broken)
+            if broken:  # a worker died: which item killed it? Solve the unfinished ones alone, each once
+                logger.warning("a stage-A worker process died; rebuilding the pool and retrying %d items", len(broken))
+                pool = self._rebuilt(pool, held)
+                for index in broken:
+                    energy, initial = items[index]
+                    try:
+                        results[index] = pool.submit(_solve_one, (solver, energy, initial)).result()
+                    except BrokenProcessPool:
+                        results[index] = SolveFailure(
+                            index,
+                            BrokenProcessPool(
+                                f"energies[{index}]: the worker process solving this item died (crashed, killed or "
+                                "exited); the pool was rebuilt"
+                            ),
+                        )
+                        pool = self._rebuilt(pool, held)
+                    except Exception as err:
+                        results[index] = SolveFailure(index, err)
+        finally:
+            if not held:
+                pool.shutdown()
+        return _finish(results, errors)
 
 
 @dataclass(frozen=True)
@@ -96,8 +161,17 @@ class ThreadBatchSolver:
         check_int(self.workers, "workers", minimum=1)
 
     def __call__(
-        self, solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None
-    ) -> list[SolverState]:
-        items = _items(energies, initials)
+        self,
+        solver: Subproblem,
+        energies: Sequence[Energy],
+        initials: Sequence[Any] | None = None,
+        *,
+        errors: str = "raise",
+    ) -> list[SolverState | SolveFailure]:
+        """One state per energy, in order; ``errors`` as in :func:`~chainrule2.solvers.solve_batch`."""
+        check_choice(errors, "errors", ERRORS)
+        items = paired(energies, initials)
+        results: list = [None] * len(items)
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(_solve_one, [(solver, e, i) for e, i in items]))
+            _collect([pool.submit(_solve_one, (solver, e, i)) for e, i in items], results, [])
+        return _finish(results, errors)

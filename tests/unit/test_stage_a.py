@@ -114,3 +114,18 @@ def test_layout_mistakes_and_bad_input_get_clear_errors():
         cr.StageA(AlphaExpansion(), ScribblePotts(), CrossEntropy(), -1.0)
     with pytest.raises(TypeError, match="batch_solver: expected None or a callable"):
         cr.StageA(AlphaExpansion(), ScribblePotts(), CrossEntropy(), 1.0, batch_solver=3)
+
+
+def test_keep_changes_nothing_on_a_clean_batch():
+    logits, batch = _grid(np.random.default_rng(7))
+    strict = _stage_a().propose(logits, batch)
+    kept = cr.StageA(AlphaExpansion(), ScribblePotts(potts_weight=5.0), CrossEntropy(), 2.0, on_failure="keep")
+    proposal = kept.propose(logits, batch)
+    np.testing.assert_array_equal(proposal.targets, strict.targets)
+    assert proposal.report.traces == strict.report.traces and proposal.report.failures == ()
+    assert strict.report.failures == ()
+
+
+def test_a_solver_class_is_refused_with_advice():
+    with pytest.raises(TypeError, match=r"solver: expected an instance, got the class AlphaExpansion; call it"):
+        cr.StageA(AlphaExpansion, ScribblePotts(), CrossEntropy(), 1.0)

@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["read_image", "read_labels", "to_rgb"]
+__all__ = ["UnreadableImageError", "read_image", "read_labels", "to_rgb"]
+
+
+class UnreadableImageError(ValueError):
+    """A file that cannot be decoded as an image (zero bytes, truncated, not an image), as opposed
+    to an image whose content is wrong (a ``ValueError`` too). :func:`~chainrule2_torch.data.read_folder`
+    skips an item with such a file, with a warning naming it."""
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -52,7 +58,7 @@ def _open(path: Path, what: str) -> Image.Image:
         with Image.open(path) as im:
             im.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"{what}: could not read {path} (corrupt or not an image): {exc}") from exc
+        raise UnreadableImageError(f"{what}: could not read {path} (corrupt or not an image): {exc}") from exc
     return im
 
 
@@ -67,8 +73,8 @@ def read_image(path: str | Path) -> np.ndarray:
     ------
     FileNotFoundError
         If ``path`` does not exist (the message names it).
-    ValueError
-        If the file is corrupt or not an image (the message names it).
+    UnreadableImageError
+        A ``ValueError``: if the file is corrupt or not an image (the message names it).
     """
     im = _open(Path(path), "image")
     if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
@@ -88,8 +94,10 @@ def read_labels(path: str | Path) -> np.ndarray:
     ------
     FileNotFoundError
         If ``path`` does not exist (the message names it).
+    UnreadableImageError
+        A ``ValueError``: if the file is corrupt or not an image (the message names it).
     ValueError
-        If the file is corrupt, or is not a single-channel/palette image.
+        If the file is not a single-channel/palette image.
     """
     path = Path(path)
     im = _open(path, "labels")

@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from chainrule2.constants import PADDING, UNLABELED
 
-from ._io import read_image, read_labels
+from ._io import UnreadableImageError, read_image, read_labels
 from ._sample import _NOT_FOUND_HINT, DATA_ROOT_ENV, DataWarning, NoSeedsWarning, Sample, data_root
 from ._synthesis import _stroke_path, synthesize_seeds
 from ._transforms import Size, resize_image, resize_labels, resize_seeds, target_size
@@ -309,24 +309,56 @@ def _binary_masks_error(where: str) -> ValueError:
     )
 
 
+def _readable(read: Callable[[Path], np.ndarray], path: Path, corrupt: dict[Path, str] | None) -> np.ndarray | None:
+    """``read(path)``, or None for a file that cannot be decoded (remembered in ``corrupt``: read once).
+
+    ``corrupt=None``: such a file raises (``read_folder(unreadable="raise")``)."""
+    if corrupt is None:
+        return read(path)
+    if path in corrupt:
+        return None
+    try:
+        return read(path)
+    except UnreadableImageError as err:
+        corrupt[path] = str(err)
+        return None
+
+
 def _infer_num_classes(
-    root: Path, mask_files: Sequence[Path], seed_files: Sequence[Path], lut: np.ndarray, binary_check: bool
+    root: Path,
+    mask_files: Sequence[Path],
+    seed_files: Sequence[Path],
+    lut: np.ndarray,
+    binary_check: bool,
+    corrupt: dict[Path, str] | None,
 ) -> int:
-    """1 + the largest class id in the (remapped) masks and the seeds."""
+    """1 + the largest class id in the (remapped) masks and the seeds (files that cannot be decoded left out)."""
     if not mask_files and not seed_files:
         raise ValueError(
             f"num_classes: not given, and {root} has no masks/*.png or seeds/*.png to infer it from "
             "(pass num_classes, CLI --num-classes, or list the class names in classes.txt)"
         )
     top, raw_values = -1, set()
+
+    def values_of(p: Path) -> np.ndarray | None:
+        raw = _readable(read_labels, p, corrupt)
+        if raw is None:
+            warnings.warn(f"{corrupt[p]}; left out of the inferred num_classes", DataWarning, stacklevel=4)
+            return None
+        return np.unique(raw)
+
     for p in mask_files:
-        values = np.unique(read_labels(p))
+        values = values_of(p)
+        if values is None:
+            continue
         raw_values.update(values.tolist())
         mapped = _apply_lut(values, lut, p)
         ids = mapped[mapped < PADDING]
         top = max(top, int(ids.max()) if ids.size else -1)
     for p in seed_files:
-        values = np.unique(read_labels(p))
+        values = values_of(p)
+        if values is None:
+            continue
         ids = values[values < PADDING]
         top = max(top, int(ids.max()) if ids.size else -1)
     if top < 1:
@@ -409,6 +441,7 @@ def read_folder(
     mask_ignore: Sequence[int] = (),
     mask_values: Mapping[int, int] | None = None,
     limit: int | None = None,
+    unreadable: str = "skip",
 ) -> list[Sample]:
     """Read a folder data set of your own: images, scribbles (seeds) and/or ground-truth masks.
 
@@ -442,6 +475,11 @@ def read_folder(
     data set; they are refused with a :class:`ValueError` unless you store the foreground as 1,
     remap with ``mask_values={0: 0, 255: 1}``, or declare 255 void with ``mask_ignore=[255]``.
 
+    Files that cannot be decoded (zero bytes, truncated, not an image) cost only their item: it is
+    skipped with a :class:`DataWarning` naming the file (and the file is left out of an inferred
+    ``num_classes``), unless ``unreadable="raise"``. What is wrong with the data itself (sizes, class
+    ids, binary masks) is always an error.
+
     Parameters
     ----------
     root : path
@@ -469,6 +507,9 @@ def read_folder(
         binary 0/255 masks. When given, every mask value must be listed (or be in ``mask_ignore``,
         or be 254/255, which keep their meaning); an unlisted value is an error naming the file.
         Applies to masks only: seeds are always class ids with 255 = unlabeled.
+    unreadable : {"skip", "raise"}
+        An image, seeds or mask file that cannot be decoded: ``"skip"`` its item with a
+        :class:`DataWarning` naming the file, or ``"raise"`` a ``ValueError`` naming it.
 
     Returns
     -------
@@ -480,7 +521,8 @@ def read_folder(
         If ``root`` or ``root/images`` is missing, or a listed id has no image.
     ValueError
         On bad arguments, binary 0/255 masks (see above), a seeds file or mask whose size differs
-        from its image's, seed ids ``>= num_classes``, unlisted mask values; each names the file.
+        from its image's, seed ids ``>= num_classes``, unlisted mask values, a file that cannot be
+        decoded with ``unreadable="raise"``; each names the file.
     """
     root = _check_dir(Path(root), "root")
     images = root / "images"
@@ -500,6 +542,8 @@ def read_folder(
             "does not exist; add it, or synthesise seeds from the masks with 'scribbles' or 'clicks'"
         )
     _check_common(split, supervision, length)
+    if unreadable not in ("skip", "raise"):
+        raise ValueError(f"unreadable: expected 'skip' or 'raise', got {unreadable!r}")
     image_files = _image_files(images)
     if not image_files:
         raise ValueError(f"root: no images ({', '.join(_IMAGE_EXTS)}) in folder {images}")
@@ -526,6 +570,8 @@ def read_folder(
     ):
         raise ValueError(f"num_classes: expected an int in [2, {PADDING}], got {num_classes!r}")
     num_classes, names = _class_names(root, num_classes, class_names)
+    # files that cannot be decoded: their items are skipped, with a warning (None: they raise)
+    corrupt: dict[Path, str] | None = {} if unreadable == "skip" else None
     if num_classes is None:
         num_classes = _infer_num_classes(
             root,
@@ -533,6 +579,7 @@ def read_folder(
             [seed_files[i] for i in stems if i in seed_files],
             lut,
             binary_check,
+            corrupt,
         )
     num_classes = int(num_classes)
     if num_classes < 2:
@@ -546,17 +593,24 @@ def read_folder(
     ids, listing = _folder_ids(root, split, stems, fractions, seed)
     raw_seen: set[int] = set()
 
+    def skipped(i: str, path: Path) -> None:
+        warnings.warn(f"item {i!r} skipped: {corrupt[path]}", DataWarning, stacklevel=5)
+
     def load(i: str) -> Sample | None:
         ipath = image_files.get(i)
         if ipath is None:
             hint = f"; list ids without their extension ({Path(i).stem!r})" if Path(i).stem in image_files else ""
             raise FileNotFoundError(f"image: id {i!r} listed in {listing} has no file in {images}{hint}")
-        image = read_image(ipath)
+        image = _readable(read_image, ipath, corrupt)
+        if image is None:
+            return skipped(i, ipath)
         hw = image.shape[:2]
         mask = None
         mpath = mask_files.get(i)
         if mpath is not None:
-            raw = read_labels(mpath)
+            raw = _readable(read_labels, mpath, corrupt)
+            if raw is None:
+                return skipped(i, mpath)
             if raw.shape != hw:
                 raise ValueError(
                     f"mask of {i!r}: expected shape {hw} (the H, W of {ipath}), got {raw.shape} in {mpath}"
@@ -579,7 +633,9 @@ def read_folder(
         real = None
         spath = seed_files.get(i) if supervision == "real" else None
         if spath is not None:
-            real = read_labels(spath)
+            real = _readable(read_labels, spath, corrupt)
+            if real is None:
+                return skipped(i, spath)
             if real.shape != hw:
                 raise ValueError(
                     f"seeds of {i!r}: expected shape {hw} (the H, W of {ipath}), got {real.shape} in {spath}"
