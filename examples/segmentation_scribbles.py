@@ -136,5 +136,5 @@ def main(argv: list[str] | None = None) -> dict:
 if __name__ == "__main__":
     try:
         main()
-    except (ValueError, FileExistsError) as err:  # bad input or a folder in use: the message, not a traceback
+    except (ValueError, FileExistsError, FileNotFoundError) as err:  # bad input, missing data, a folder in use
         raise SystemExit(f"error: {err}") from None
