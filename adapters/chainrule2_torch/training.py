@@ -813,12 +813,17 @@ def _final_mechanism(network: torch.nn.Module, samples: Sequence[Any], cache: St
     if not cached:
         return {}
     preds = predict_labels(network, cached, batch_size, dev)
-    agree = sum(int(np.count_nonzero(preds[s.id] == cache.get(s.id))) for s in cached)
-    out: dict = {"target_fit": agree / sum(preds[s.id].size for s in cached)}
+    # an item stage A failed on from the start holds its seeds (255 elsewhere): only real labels count
+    labelled = {s.id: cache.get(s.id) < s.num_classes for s in cached}
+    agree = sum(int(np.count_nonzero((preds[s.id] == cache.get(s.id)) & labelled[s.id])) for s in cached)
+    counted = sum(int(np.count_nonzero(labelled[s.id])) for s in cached)
+    out: dict = {"target_fit": agree / counted if counted else None}
     masked = [s for s in cached if s.mask is not None]
     if masked:
         out["network_train_miou"] = _miou(sum(confusion_matrix(preds[s.id], s.mask, s.num_classes) for s in masked))
-        out["pseudo_miou"] = _miou(sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in masked))
+    solved = [s for s in masked if labelled[s.id].all()]
+    if solved:
+        out["pseudo_miou"] = _miou(sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in solved))
     return out
 
 

@@ -27,7 +27,7 @@ def test_image_and_seed_sizes_differ(tmp_path):
     _folder(tmp_path)
     Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "seeds" / "im1.png")
     with pytest.raises(ValueError, match=r"seeds of 'im1': expected shape \(16, 20\).*got \(10, 10\)"):
-        read_folder(tmp_path, num_classes=2)
+        read_folder(tmp_path, num_classes=2, unreadable="raise")
     with pytest.raises(ValueError, match="seeds of 'x': expected shape"):
         Sample("x", np.zeros((4, 4, 3), np.uint8), np.full((4, 5), 255, np.uint8), None, 2, ("a", "b"))
 
@@ -72,7 +72,7 @@ def test_corrupt_file_error_names_the_file(tmp_path):
     _folder(tmp_path)
     (tmp_path / "images" / "im1.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     with pytest.raises(ValueError, match=r"im1\.png"):
-        read_folder(tmp_path, num_classes=2)
+        read_folder(tmp_path, num_classes=2, unreadable="raise")
     with pytest.raises(ValueError, match="mode RGB"):
         Image.fromarray(
             np.dstack([np.zeros((2, 2), np.uint8), np.ones((2, 2), np.uint8), np.zeros((2, 2), np.uint8)])
