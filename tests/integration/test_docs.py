@@ -93,3 +93,12 @@ def test_own_loop_page_runs(capsys, monkeypatch) -> None:
     pytest.importorskip("maxflow")
     _run_blocks(ROOT / "docs" / "own_loop.md", monkeypatch)
     assert "stage A energy" in capsys.readouterr().out
+
+
+def test_architecture_picture_matches_the_imports() -> None:
+    import subprocess
+
+    result = subprocess.run([sys.executable, str(ROOT / "docs" / "make_architecture.py"), "--check"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (ROOT / "docs" / "architecture.png").is_file()
