@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The quality investigation of docs/results.md (validation split only): training seeds 0-2 of each
 # variant, into runs/investigation/<row>_<variant>/<method>/seed<k>/ (read by examples/results_table.py).
-# Usage: bash examples/investigate.sh <row> [variant...]; rows: demo horse_full
+# Usage: [SEEDS="0 1 2"] [METHODS="adm"] bash examples/investigate.sh <row> [variant...]; rows: demo horse_full
 # Variants: restart (the official phase switch: fresh optimizer and schedule after the warm-up), continue
 # (--phase-switch continue), and either with eps0.3 (--error-prob 0.3). Each variant runs pce and grid-tr
 # (beta 16); the warm-up checkpoint is shared by the runs of one seed and phase switch.
@@ -18,6 +18,7 @@ for seed in ${SEEDS:-0 1 2}; do
     switch=${v%%_*}; extra="--phase-switch $switch"
     [[ $v == *_eps0.3 ]] && extra="$extra --error-prob 0.3"
     methods="grid-tr"; [[ $v != *_eps* ]] && methods="pce grid-tr"
+    methods=${METHODS:-$methods}
     for m in $methods; do
       out="runs/investigation/${row}_$v/$m/seed$seed"
       [ -f "$out/final.json" ] && continue
