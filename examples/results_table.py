@@ -171,15 +171,16 @@ MECHANISM = (
 def mechanism(groups) -> list[str]:
     """Validation-only table, one row per (setting, method): mean ± sd over the training seeds (n) of the
     val mIoU and of the mechanism on the training images. No test column: the investigation chooses on val."""
-    lines = ["| setting | method | n | " + " | ".join(title for _, title in MECHANISM) + " |"]
-    lines.append("|---|---|---|" + "---|" * len(MECHANISM))
+    lines = ["| setting | method | n | " + " | ".join(title for _, title in MECHANISM) + " | val per seed |"]
+    lines.append("|---|---|---|" + "---|" * (len(MECHANISM) + 1))
     for setting, m, found in groups:
         cells = []
         for key, _ in MECHANISM:
             scale = 100.0 if key in ("changed_first", "target_fit") else 1.0
             mean, sd, n = mean_sd([None if r[key] is None else scale * r[key] for _, r in found])
             cells.append("n/a" if mean is None else f"{mean:.1f}" + ("" if sd is None else f" ± {sd:.1f}"))
-        lines.append(f"| {setting} | {m} | {len(found)} | " + " | ".join(cells) + " |")
+        per_seed = ", ".join(f"{'?' if k is None else k}: {_fmt(r['val'], '.1f')}" for k, r in found)
+        lines.append(f"| {setting} | {m} | {len(found)} | " + " | ".join(cells) + f" | {per_seed} |")
     return lines
 
 

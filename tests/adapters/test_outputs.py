@@ -329,3 +329,25 @@ def test_results_table_missing_values_print_na(tmp_path, capsys):
     plot = rgb[:, : rgb.shape[1] - rt.LEGEND_W]
     assert _bar_heights(plot, rt.COLOURS["pce"]) == []  # no bar for a missing value ("n/a" instead)
     assert _bar_heights(plot, rt.COLOURS["grid-tr"]) == [round(320 * 60.0 / 80.0)]  # y axis 0..80
+
+
+def test_the_investigation_table_is_validation_only_with_mean_sd_and_the_mechanism(tmp_path):
+    rt = _results_table()
+    for seed, (val, fit) in enumerate(((70.0, 0.9), (72.0, 0.8))):
+        folder = tmp_path / "horse_restart" / "grid-tr" / f"seed{seed}"
+        _run(folder, 99.0, val, pseudo=80.0)
+        final = json.loads((folder / "final.json").read_text())
+        (folder / "final.json").write_text(json.dumps({**final, "target_fit": fit, "network_train_miou": 75.0}))
+        records = [
+            {"epoch": 0, "phase": "warmup", "loss": 1.0, "epoch_s": 1.0, "val_miou": 60.0},
+            {"epoch": 1, "phase": "grid-tr", "loss": 1.0, "epoch_s": 2.0, "val_miou": 65.0 + seed, "stage_a_s": 0.5,
+             "stage_a_solve_s": 0.4, "stage_a_changed": 0.1, "network_train_miou": 70.0, "pseudo_miou": 78.0},
+        ]  # fmt: skip
+        (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    lines = rt.mechanism(rt.collect(tmp_path))
+    assert "test" not in lines[0] and "99" not in "".join(lines)  # the test split is never shown
+    row = lines[2].split(" | ")
+    assert row[:3] == ["| horse_restart", "grid-tr", "2"]
+    assert row[3] == "71.0 ± 1.4" and row[4] == "65.5 ± 0.7"  # val; val after the switch
+    assert row[5:8] == ["70.0 ± 0.0", "78.0 ± 0.0", "10.0 ± 0.0"] and row[8] == "85.0 ± 7.1"  # mechanism, fit in %
+    assert row[-1].startswith("0: 70.0, 1: 72.0")
