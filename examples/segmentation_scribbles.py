@@ -16,6 +16,11 @@ A results-table row (see docs/results.md)::
         --epochs 6 --warmup-epochs 6 --seed 0 --out runs/horse/grid-tr \\
         --warmup-checkpoint runs/horse/warmup.pt
 
+Several processes (stage B in DistributedDataParallel, stage A sharded over the ranks; see
+docs/scaling.md)::
+
+    torchrun --nproc_per_node 2 examples/segmentation_scribbles.py --demo --out runs/demo2
+
 Outputs in ``--out``: ``metrics.jsonl`` (one JSON line per epoch), ``final.json`` (val/test mIoU and
 per-class IoU by class name in percent, stage-A pseudo-label mIoU, the command), ``panels/*.png``
 (image | seeds | stage-A labels | prediction | truth), ``last.pt`` (for ``--resume``), ``model.pt``
@@ -33,6 +38,7 @@ import sys
 
 from chainrule2.divergences import NORMALIZATIONS
 from chainrule2_torch.data import add_data_arguments, load_splits
+from chainrule2_torch.distributed import from_env
 from chainrule2_torch.networks import build_network
 from chainrule2_torch.training import METHODS, TrainConfig, train
 
@@ -113,7 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
         phase_switch=args.phase_switch,
         seed=args.seed,
     )  # fmt: skip
-    command = " ".join(["python", "examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:]))
+    dist = from_env(args.device)  # one process, or this rank of torchrun's
+    launcher = ["torchrun", f"--nproc_per_node {dist.world_size}"] if dist.active else ["python"]
+    command = " ".join(launcher + ["examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:]))
     with contextlib.ExitStack() as stack:
         batch_solver = None
         if args.stage_a_workers > 1:
@@ -123,7 +131,11 @@ def main(argv: list[str] | None = None) -> dict:
         final = train(config, net, train_s, val_s, test_s, out_dir=args.out, device=args.device, resume=args.resume,
                       overwrite=args.overwrite, warmup_checkpoint=args.warmup_checkpoint,
                       stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress,
-                      batch_solver=batch_solver, extra={"command": command})  # fmt: skip
+                      batch_solver=batch_solver, extra={"command": command}, distributed=dist)  # fmt: skip
+    if dist.active:
+        torch.distributed.destroy_process_group()
+    if not dist.is_main:
+        return final
     summary = {k: final[k]["miou"] for k in ("val", "test") if k in final}
     print(
         json.dumps(

@@ -48,10 +48,10 @@ from chainrule2_torch.data import (
     SampleDataset,
     collate,
     confusion_matrix,
-    evaluate,
     scores,
     write_panel,
 )
+from chainrule2_torch.distributed import SINGLE, Distributed, from_env
 from chainrule2_torch.model import resolve_device
 from chainrule2_torch.objectives import RelaxedPottsLoss, SeedAwareLoss, output_logits
 
@@ -284,18 +284,27 @@ def predict_labels(
 
 
 def evaluate_network(
-    network: torch.nn.Module, samples: Sequence[Any], batch_size: int = 8, device: str | torch.device = "cpu"
+    network: torch.nn.Module,
+    samples: Sequence[Any],
+    batch_size: int = 8,
+    device: str | torch.device = "cpu",
+    distributed: Distributed = SINGLE,
 ) -> dict:
     """mIoU, pixel accuracy and per-class IoU (by class name), all in percent, on the items with masks.
 
-    ``miou`` is None when no item has a mask (strict JSON: never NaN).
+    ``miou`` is None when no item has a mask (strict JSON: never NaN). Under ``torchrun`` each rank
+    predicts its shard and the confusion matrices are summed over the ranks.
     """
     samples = [s for s in samples if s.mask is not None]
     if not samples:
         return {"miou": None, "pixel_accuracy": None, "iou": {}, "images": 0}
-    preds = predict_labels(network, samples, batch_size, device)
-    result = evaluate(((preds[s.id], s.mask) for s in samples), samples[0].num_classes,
-                      class_names=samples[0].class_names)  # fmt: skip
+    num_classes = samples[0].num_classes
+    local = distributed.shard(samples)
+    preds = predict_labels(network, local, batch_size, device)
+    conf = np.zeros((num_classes, num_classes), np.int64)
+    for s in local:
+        conf += confusion_matrix(preds[s.id], s.mask, num_classes)
+    result = scores(distributed.sum(conf), samples[0].class_names)
     return {**result.as_dict(scale=100.0), "images": len(samples)}
 
 
@@ -327,15 +336,26 @@ class StageACache:
     def get(self, key: str) -> np.ndarray | None:
         return self.labels.get(key)
 
+    def load(self, keys: Sequence[str]) -> None:
+        """Read the labels of ``keys`` from their files (written by another rank)."""
+        from chainrule2_torch.data import read_labels
+
+        for key in keys:
+            self.labels[key] = np.asarray(read_labels(self.folder / f"{key}.png"), np.uint8)
+
     def state(self) -> dict[str, np.ndarray]:
         return dict(self.labels)
 
-    def restore(self, state: dict[str, np.ndarray]) -> None:
-        """Exactly the labels of ``state``; files an interrupted stage A wrote after it are removed."""
+    def restore(self, state: dict[str, np.ndarray], write: bool = True) -> None:
+        """Exactly the labels of ``state``; files an interrupted stage A wrote after it are removed
+        (``write=False``: memory only, for the ranks other than the writer)."""
         self.labels = {}
         for key, labels in state.items():
-            self.put(key, labels)
-        if self.folder is not None and self.folder.is_dir():
+            if write:
+                self.put(key, labels)
+            else:
+                self.labels[key] = np.asarray(labels, np.uint8)
+        if write and self.folder is not None and self.folder.is_dir():
             for path in self.folder.glob("*.png"):
                 if path.stem not in self.labels:
                     path.unlink()
@@ -348,6 +368,7 @@ def refresh_pseudo_labels(
     cache: StageACache,
     batch_size: int = 8,
     device: str | torch.device = "cpu",
+    distributed: Distributed = SINGLE,
 ) -> dict:
     """Stage A on every item (full size, un-augmented, network in eval mode), warm-started from ``cache``.
 
@@ -361,13 +382,19 @@ def refresh_pseudo_labels(
     entry is its seeds (255 elsewhere: stage B's criterion trains it on its seeds only). The
     changed-pixel and mIoU figures are over the items stage A solved; ``target_fit`` counts only
     pixels whose previous target is a class (not a 255 left by a failure).
+
+    Under ``torchrun`` each rank solves its own shard (``distributed.shard``) and writes those
+    items' cache files (one writer per item); the ranks then read the others' labels from disk,
+    and the figures are summed over the ranks. ``stage_a_items``: how many items each rank solved.
     """
     device = resolve_device(device)
     start = time.perf_counter()
-    solve_s, changed, pixels, fit, fit_pixels = 0.0, 0, 0, 0, 0
-    conf_net = conf_labels = None
-    failed_ids: list[str] = []
-    for items, batch, logits in _eval_logits(network, samples, batch_size, device):
+    local = distributed.shard(list(samples))
+    num_classes = int(samples[0].num_classes)
+    counts = np.zeros(6, np.int64)  # changed, pixels, fit, fit pixels, failures, items with masks
+    conf = np.zeros((2, num_classes, num_classes), np.int64)  # network, stage-A labels
+    solve_s, failed_ids = 0.0, []
+    for items, batch, logits in _eval_logits(network, local, batch_size, device):
         previous = [cache.get(s.id) for s in items]
         # seeds kept by an earlier failure (255 elsewhere) are no labelling to warm-start from: start cold
         warm = [
@@ -381,34 +408,42 @@ def refresh_pseudo_labels(
         for k, (s, labels, net, old) in enumerate(zip(items, targets, argmax, previous, strict=True)):
             if old is not None:
                 counted = old < s.num_classes
-                fit += int(np.count_nonzero((old == net) & counted))
-                fit_pixels += int(np.count_nonzero(counted))
+                counts[2] += int(np.count_nonzero((old == net) & counted))
+                counts[3] += int(np.count_nonzero(counted))
             if k in failed:  # the cache keeps its previous labels; the first time, its seeds (255 elsewhere)
                 failed_ids.append(s.id)
                 if old is None:
                     cache.put(s.id, s.seeds)
                 continue
             cache.put(s.id, labels)
-            changed += int(np.count_nonzero(labels != net))
-            pixels += labels.size
+            counts[0] += int(np.count_nonzero(labels != net))
+            counts[1] += labels.size
             if s.mask is not None:
-                c_net, c_lab = (confusion_matrix(x, s.mask, s.num_classes) for x in (net, labels))
-                conf_net = c_net if conf_net is None else conf_net + c_net
-                conf_labels = c_lab if conf_labels is None else conf_labels + c_lab
+                counts[5] += 1
+                conf[0] += confusion_matrix(net, s.mask, num_classes)
+                conf[1] += confusion_matrix(labels, s.mask, num_classes)
+    counts[4] = len(failed_ids)
     if failed_ids:
         logger.warning(
             "stage A failed on %d item(s) %s: they keep their previous labels (their seeds only the first time)",
             len(failed_ids),
             failed_ids,
         )
+    if distributed.active:
+        distributed.barrier()  # every rank has written its shard's files
+        mine = {s.id for s in local}
+        cache.load([s.id for s in samples if s.id not in mine])
+        counts, conf = distributed.sum(counts), distributed.sum(conf)
+    masked = counts[5] > 0
     return {
         "stage_a_s": time.perf_counter() - start,
         "stage_a_solve_s": solve_s,
-        "stage_a_failures": len(failed_ids),
-        "stage_a_changed": changed / max(pixels, 1),
-        "target_fit": fit / fit_pixels if fit_pixels else None,
-        "network_train_miou": _miou(conf_net),
-        "pseudo_miou": _miou(conf_labels),
+        "stage_a_items": [int(n) for n in distributed.gather(float(len(local)))],
+        "stage_a_failures": int(counts[4]),
+        "stage_a_changed": counts[0] / max(int(counts[1]), 1),
+        "target_fit": counts[2] / counts[3] if counts[3] else None,
+        "network_train_miou": _miou(conf[0]) if masked else None,
+        "pseudo_miou": _miou(conf[1]) if masked else None,
     }
 
 
@@ -464,14 +499,16 @@ def _differences(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
-def _restore_run(path: Path, config: TrainConfig, network: torch.nn.Module, cache: StageACache) -> tuple[int, dict]:
+def _restore_run(
+    path: Path, config: TrainConfig, network: torch.nn.Module, cache: StageACache, write: bool = True
+) -> tuple[int, dict]:
     """Load ``last.pt`` into the network and the cache: returns the next epoch and the saved phase state."""
     state = _load(path, "resume: checkpoint", "start without --resume (with --overwrite)")
     if state.get("config") != dataclasses.asdict(config):
         diff = _differences(state.get("config") or {}, dataclasses.asdict(config))
         raise ValueError(f"resume: {path} was written with a different configuration (fields {diff})")
     network.load_state_dict(state["model"])
-    cache.restore(state["stage_a_cache"])
+    cache.restore(state["stage_a_cache"], write=write)
     logger.info("resumed from %s at epoch %d", path, state["epoch"] + 1)
     return state["epoch"] + 1, state["phase"]
 
@@ -528,19 +565,48 @@ class _Phase:
             self.criterion.load_state_dict(state["criterion"])
 
 
-def _loader(samples: Sequence[Any], config: TrainConfig, epoch: int, device: torch.device):
+class RankBatches(torch.utils.data.Sampler):
+    """This rank's share of every global batch of one epoch.
+
+    The epoch's order is ``torch.randperm(n)`` from a generator seeded with (seed, epoch) — what a
+    shuffled ``DataLoader`` draws — cut into global batches of ``batch_size``; rank ``r`` of ``w``
+    takes positions ``r, r + w, ...`` of each. One process sees exactly the shuffled DataLoader's
+    batches, and ``w`` processes see the same global batches between them. A last global batch
+    smaller than ``w`` is skipped by every rank (a rank without items cannot join the gradient
+    all-reduce).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int, distributed: Distributed = SINGLE):
+        self.n, self.batch_size, self.seed, self.distributed = n, batch_size, seed, distributed
+
+    def _global(self) -> list[list[int]]:
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed)).tolist()
+        batches = [order[b : b + self.batch_size] for b in range(0, self.n, self.batch_size)]
+        return [b for b in batches if len(b) >= self.distributed.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        d = self.distributed
+        return iter([b[d.rank :: d.world_size] for b in self._global()])
+
+    def __len__(self) -> int:
+        return len(self._global())
+
+
+def _loader(samples: Sequence[Any], config: TrainConfig, epoch: int, device: torch.device,
+            distributed: Distributed = SINGLE):  # fmt: skip
     """This epoch's batches: order and augmentation are functions of (seed, epoch) only."""
     augment = Augmentation(crop_size=tuple(config.crop_size), scale_range=tuple(config.scale_range))
     dataset = SampleDataset(samples, transform=lambda s, rng: augment(s, rng)[0], seed=config.seed)
     dataset.set_epoch(epoch)
-    order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=config.batch_size, shuffle=True, generator=order, collate_fn=lambda b: collate(b, device)
-    )
+    batches = RankBatches(len(samples), config.batch_size, config.seed * 1_000_003 + epoch, distributed)
+    return torch.utils.data.DataLoader(dataset, batch_sampler=batches, collate_fn=lambda b: collate(b, device))
 
 
 def train_epoch(network: torch.nn.Module, phase: _Phase, loader: Any, epoch: int, progress: Any) -> float:
-    """One pass of stage B over ``loader``; returns the mean loss. A non-finite loss stops the run."""
+    """One pass of stage B over ``loader``; returns the mean loss. A non-finite loss stops the run.
+
+    ``network`` is what the forward pass runs: the network, or its ``DistributedDataParallel`` wrapper.
+    """
     network.train()
     losses = []
     for batch in progress(loader):
@@ -634,7 +700,7 @@ def _check_samples(train_samples: list, others: Sequence[Any]) -> int:
     return num_classes
 
 
-def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+def _prepare_out(out: Path, resume: bool, overwrite: bool, write: bool = True) -> None:
     """Refuse to mix a new run into an old one; with ``overwrite`` the old results are kept aside until replaced."""
     out.mkdir(parents=True, exist_ok=True)
     existing = [n for n in ("metrics.jsonl", "last.pt", "final.json", "model.pt") if (out / n).exists()]
@@ -646,7 +712,7 @@ def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
             "--overwrite to replace it, or choose another --out"
         )
     for name in ("final.json", "model.pt"):  # stale until this run writes its own: rename, never delete
-        if (out / name).exists():
+        if write and (out / name).exists():
             os.replace(out / name, out / f"previous.{name}")
 
 
@@ -685,6 +751,7 @@ def train(
     panels: int = 4,
     batch_solver: Any = None,
     extra: dict | None = None,
+    distributed: Distributed | None = None,
 ) -> dict:
     """Train ``network`` with ``config.method``; returns the final metrics (also in ``<out>/final.json``).
 
@@ -714,18 +781,25 @@ def train(
         Stage A's batch solver (e.g. ``chainrule2.solvers.ProcessBatchSolver(workers=2)``).
     extra : dict or None
         More entries for ``final.json`` (e.g. the command that made the run).
+    distributed : Distributed or None
+        This process's rank among ``torchrun``'s processes (default: from the environment, see
+        :func:`chainrule2_torch.distributed.from_env`): stage B in ``DistributedDataParallel``,
+        stage A and evaluation sharded over the ranks, files written by rank 0. ``batch_size`` is
+        the global batch, split between the ranks.
     """
     started = time.perf_counter()
     out = Path(out_dir)
-    dev = resolve_device(device)
+    dist = distributed if distributed is not None else from_env(device)
+    dev = dist.device if dist.device.type == "cuda" else resolve_device(device)
     method = METHOD_TABLE[config.method]
     train_samples = _usable(list(train_samples), method)
     num_classes = _check_samples(train_samples, list(val_samples) + list(test_samples))
-    _prepare_out(out, resume, overwrite)
+    _prepare_out(out, resume, overwrite, write=dist.is_main)
+    dist.barrier()
     network.to(dev)
     warmup = config.warmup_epochs if method.warmup else 0
     total = config.warmup_epochs + config.epochs  # the same number of epochs for every method
-    per_epoch = math.ceil(len(train_samples) / config.batch_size)
+    per_epoch = len(RankBatches(len(train_samples), config.batch_size, 0, dist))
     cache = StageACache(out / "stage_a")
     stage_a = make_stage_a(config, batch_solver) if method.targets == "stage_a" else None
     metrics_path, ckpt_path = out / "metrics.jsonl", out / "last.pt"
@@ -743,12 +817,18 @@ def train(
 
     start_epoch, saved_phase = 0, None
     if resume and ckpt_path.exists():
-        start_epoch, saved_phase = _restore_run(ckpt_path, config, network, cache)
+        start_epoch, saved_phase = _restore_run(ckpt_path, config, network, cache, write=dist.is_main)
     elif warmup > 0 and warmup_checkpoint is not None and Path(warmup_checkpoint).exists():
         saved_phase = _restore_warmup(Path(warmup_checkpoint), _warmup_key(config, fingerprint), network)
         start_epoch = warmup
-    kept = _read_metrics(metrics_path, start_epoch - 1) if resume else []
-    _atomic_write_text("".join(x + "\n" for x in kept), metrics_path)
+    if dist.is_main:
+        kept = _read_metrics(metrics_path, start_epoch - 1) if resume else []
+        _atomic_write_text("".join(x + "\n" for x in kept), metrics_path)
+    dist.barrier()
+    trainee = network
+    if dist.active:  # stage B's forward and backward; stage A and evaluation use the network itself
+        ids = [dev.index] if dev.type == "cuda" else None
+        trainee = torch.nn.parallel.DistributedDataParallel(network, device_ids=ids)
 
     phase = phase_at(start_epoch) if start_epoch < total else None
     if phase is not None and saved_phase is not None and (saved_phase["name"] == phase.name or continuing):
@@ -761,41 +841,54 @@ def train(
         record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
         if phase.method.targets == "stage_a" and (epoch - warmup) % config.stage_a_every == 0:
-            record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev))
+            record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev, dist))
         samples = _with_targets(train_samples, phase.method, cache)
-        bar = _Progress(progress, f"epoch {epoch + 1}/{total} {name}")
-        record["loss"] = train_epoch(network, phase, _loader(samples, config, epoch, dev), epoch, bar)
+        bar = _Progress(progress and dist.is_main, f"epoch {epoch + 1}/{total} {name}")
+        loss = train_epoch(trainee, phase, _loader(samples, config, epoch, dev, dist), epoch, bar)
+        record["loss"] = dist.mean(loss)
         if not all(bool(torch.isfinite(p).all()) for p in network.parameters()):
             _diverged(epoch, "the weights are NaN or inf after the epoch's last step")  # never checkpointed
         record["epoch_s"] = time.perf_counter() - t0
         record["lr"] = phase.optimizer.param_groups[0]["lr"]
         if val_samples:
-            record["val_miou"] = evaluate_network(network, val_samples, config.batch_size, dev)["miou"]
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(_strict(record)) + "\n")
-        logger.info("%s", record)
-        if progress:
+            record["val_miou"] = evaluate_network(network, val_samples, config.batch_size, dev, dist)["miou"]
+        if dist.is_main:
+            _write_epoch(record, network, phase, cache, config, epoch, warmup, warmup_checkpoint, fingerprint, out)
+        if progress and dist.is_main:
             from tqdm.auto import tqdm
 
             tqdm.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}))
-        if epoch == warmup - 1 and warmup_checkpoint is not None and not Path(warmup_checkpoint).exists():
-            _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(),
-                          "warmup_config": _warmup_key(config, fingerprint)}, Path(warmup_checkpoint))  # fmt: skip
-        _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(), "epoch": epoch,
-                      "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, ckpt_path)  # fmt: skip
+        dist.barrier()  # the checkpoint of this epoch exists before any rank goes on
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {"stopped_after_epoch": epoch}
     extra = {**(extra or {}), "seconds": time.perf_counter() - started}
-    return _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra)
+    return _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra, dist)
 
 
-def _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra) -> dict:  # noqa: ANN001
-    """Final scores (val, test once), the stage-A labels' mIoU, panels, ``final.json`` and ``model.pt``."""
+def _write_epoch(record: dict, network: torch.nn.Module, phase: _Phase, cache: StageACache, config: TrainConfig,
+                 epoch: int, warmup: int, warmup_checkpoint: Any, fingerprint: dict, out: Path) -> None:  # fmt: skip
+    """Rank 0: the epoch's metrics line, the warm-up checkpoint after the warm-up's last epoch, ``last.pt``."""
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(_strict(record)) + "\n")
+    logger.info("%s", record)
+    if epoch == warmup - 1 and warmup_checkpoint is not None and not Path(warmup_checkpoint).exists():
+        _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(),
+                      "warmup_config": _warmup_key(config, fingerprint)}, Path(warmup_checkpoint))  # fmt: skip
+    _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(), "epoch": epoch,
+                  "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, out / "last.pt")  # fmt: skip
+
+
+def _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra, dist) -> dict:  # noqa: ANN001
+    """Final scores (val, test once), the stage-A labels' mIoU; rank 0 writes panels, ``final.json``, ``model.pt``."""
     final: dict = {"method": config.method, "class_names": list(train_samples[0].class_names), **extra}
+    if dist.active:
+        final["world_size"] = dist.world_size
     if val_samples:
-        final["val"] = evaluate_network(network, val_samples, config.batch_size, dev)
+        final["val"] = evaluate_network(network, val_samples, config.batch_size, dev, dist)
     if test_samples:
-        final["test"] = evaluate_network(network, test_samples, config.batch_size, dev)
+        final["test"] = evaluate_network(network, test_samples, config.batch_size, dev, dist)
+    if not dist.is_main:
+        return final
     final.update(_final_mechanism(network, train_samples, cache, config.batch_size, dev))
     if panels:
         write_panels(network, train_samples[:panels], cache, out / "panels" / "train.png", dev)
