@@ -22,7 +22,7 @@ def main(out: str) -> None:
     final = train(config, _Float64(net), every[:8], every[8:], out_dir=out, progress=False, panels=0)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-    print(json.dumps({"val": final["val"]["miou"], "weights": [float(p.sum()) for p in net.parameters()]}))
+    print(json.dumps({"val": final["val"]["miou"], "weights": [float(p.detach().sum()) for p in net.parameters()]}))
 
 
 class _Float64(torch.nn.Module):

@@ -1,0 +1,133 @@
+"""Training cost: seconds per epoch of pce, grid-gd and grid-tr on the same data and network, in one run,
+and stage A's throughput in 1 and 2 processes. Prints one JSON object.
+
+    python benchmarks/training.py --json                            # Weizmann horse if present, else demo data
+    python benchmarks/training.py --json --dataset demo --images 48 --epochs 4
+
+Every method starts from one shared PCE warm-up and trains ``--epochs`` epochs after it (stage A
+every ``--stage-a-every`` epochs for grid-tr, so its epochs are amortised over the stage-A period).
+Stage-A throughput: the warmed-up network's logits on the training images, then the same energies
+solved serially and by :class:`chainrule2.solvers.ProcessBatchSolver` (2 workers), the median of
+``--repeats`` runs each, interleaved. Ratios are against the PCE epoch / the serial solve measured
+in the same run; on a shared CPU the absolute seconds mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chainrule2.solvers import ProcessBatchSolver, solve_batch  # noqa: E402
+from chainrule2_torch.data import collate, data_root, make_demo_dataset, read_weizmann_horse  # noqa: E402
+from chainrule2_torch.networks import UNet  # noqa: E402
+from chainrule2_torch.objectives import output_logits  # noqa: E402
+from chainrule2_torch.training import TrainConfig, make_stage_a, train  # noqa: E402
+
+
+def _data(args: argparse.Namespace) -> tuple[str, list]:
+    if args.dataset in ("auto", "weizmann_horse") and (data_root() / "weizmann_horse").is_dir():
+        return "weizmann_horse", read_weizmann_horse(split="train", size=args.size, limit=args.images, seed=0)
+    if args.dataset == "weizmann_horse":
+        raise SystemExit(f"--dataset weizmann_horse: not found under {data_root()} (set CHAINRULE2_DATA)")
+    return "demo", make_demo_dataset(args.images, args.size, seed=0)
+
+
+def _epoch_seconds(out: Path, stage_a_every: int) -> dict:
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    main = [r for r in lines if r["phase"] != "warmup"]
+    epoch_s = [r["epoch_s"] for r in main]
+    stage_a = [r.get("stage_a_s", 0.0) for r in main]
+    return {"epoch_s": statistics.mean(epoch_s), "stage_a_share": sum(stage_a) / sum(epoch_s), "epochs": len(main)}
+
+
+def time_methods(samples: list, args: argparse.Namespace, folder: Path) -> dict:
+    """Seconds per epoch after a shared warm-up, per method."""
+    warmup = folder / "warmup.pt"
+    out = {}
+    for method in ("pce", "grid-gd", "grid-tr"):
+        config = TrainConfig(method=method, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
+                             stage_a_every=args.stage_a_every, batch_size=8, crop_size=(args.size, args.size),
+                             trust_weight=16.0)  # fmt: skip
+        torch.manual_seed(0)
+        net = UNet(3, samples[0].num_classes, width=args.width)
+        train(config, net, samples, out_dir=folder / method, progress=False, panels=0, warmup_checkpoint=warmup)
+        out[method] = _epoch_seconds(folder / method, args.stage_a_every)
+    return out
+
+
+def stage_a_throughput(samples: list, args: argparse.Namespace) -> dict:
+    """Images per second of stage A, serial vs 2 worker processes, on the same energies."""
+    torch.manual_seed(0)
+    net = UNet(3, samples[0].num_classes, width=args.width).eval()
+    stage_a = make_stage_a(TrainConfig(trust_weight=16.0))
+    energies = []
+    with torch.no_grad():
+        for sample in samples:  # one at a time: the images differ in size
+            batch = collate([sample])
+            logits = output_logits(net(batch.inputs)).permute(0, 2, 3, 1).numpy().astype(np.float64)
+            host = batch._replace(seeds=batch.seeds.numpy())
+            energies += stage_a.solver.energies(stage_a.loss, logits, host, stage_a.trust_divergence, 16.0)
+    serial, parallel = [], []
+    with ProcessBatchSolver(workers=2) as pool:
+        pool(stage_a.solver, energies[:2])  # start the workers before timing
+        for _ in range(args.repeats):
+            t = time.perf_counter()
+            solve_batch(stage_a.solver, energies)
+            serial.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pool(stage_a.solver, energies)
+            parallel.append(time.perf_counter() - t)
+    one, two = statistics.median(serial), statistics.median(parallel)
+    return {
+        "stage_a_images_per_s_1proc": len(energies) / one,
+        "stage_a_images_per_s_2proc": len(energies) / two,
+        "stage_a_speedup_2proc": one / two,
+        "stage_a_seconds_1proc": serial,
+        "stage_a_seconds_2proc": parallel,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object (the default output)")
+    p.add_argument("--dataset", choices=("auto", "weizmann_horse", "demo"), default="auto")
+    p.add_argument("--images", type=int, default=48, help="training images")
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--width", type=int, default=8)
+    p.add_argument("--warmup-epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=4, help="epochs timed after the warm-up")
+    p.add_argument("--stage-a-every", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    name, samples = _data(args)
+    with tempfile.TemporaryDirectory() as tmp:
+        methods = time_methods(samples, args, Path(tmp))
+    pce = methods["pce"]["epoch_s"]
+    result = {
+        "dataset": name,
+        "images": len(samples),
+        "size": args.size,
+        "stage_a_every": args.stage_a_every,
+        "seconds_per_epoch": {m: v["epoch_s"] for m, v in methods.items()},
+        "grid_tr_over_pce": methods["grid-tr"]["epoch_s"] / pce,
+        "grid_gd_over_pce": methods["grid-gd"]["epoch_s"] / pce,
+        "grid_tr_stage_a_share": methods["grid-tr"]["stage_a_share"],
+        **stage_a_throughput(samples, args),
+    }
+    print(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
