@@ -7,6 +7,7 @@ class (so all L labels are in play; with the paper's label restriction only the 
 
     python benchmarks/stage_a_scaling.py --json
     python benchmarks/stage_a_scaling.py --json --sizes 96 192 --labels 2 21 --images 2
+    python benchmarks/stage_a_scaling.py --table scaling.json     # the markdown table of a saved result
 """
 
 from __future__ import annotations
@@ -70,6 +71,19 @@ def measure(sizes: list[int], label_counts: list[int], images: int, repeats: int
     return rows
 
 
+def table(rows: list[dict]) -> str:
+    """Seconds per image: one row per size, one column per number of labels."""
+    labels = sorted({r["labels"] for r in rows})
+    lines = ["| image (H×W) | pixels | " + " | ".join(f"L = {n}" for n in labels) + " |"]
+    lines.append("|---|---|" + "---|" * len(labels))
+    for size in sorted({r["size"] for r in rows}):
+        of = {r["labels"]: r for r in rows if r["size"] == size}
+        first = next(iter(of.values()))
+        cells = [f"{of[n]['seconds_per_image']:.3f} s" if n in of else "–" for n in labels]
+        lines.append(f"| {first['shape'][0]}×{first['shape'][1]} | {first['pixels']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--json", action="store_true", help="print one JSON list (the default output)")
@@ -77,7 +91,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--labels", type=int, nargs="+", default=[2, 5, 11, 21])
     p.add_argument("--images", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--table", default=None, help="print the markdown table of a saved --json result and exit")
     args = p.parse_args(argv)
+    if args.table:
+        rows = json.loads(Path(args.table).read_text())
+        print(table(rows))
+        return rows
     rows = measure(args.sizes, args.labels, args.images, args.repeats)
     print(json.dumps(rows, indent=1))
     return rows
