@@ -6,7 +6,7 @@ with a strong (possibly discrete) solver, then fits the model to ``y`` under ``d
 ``import chainrule2`` imports neither torch nor maxflow.
 """
 
-from chainrule2 import divergences, energies, losses, models, solvers
+from chainrule2 import divergences, energies, losses, models, solvers, trust_radius
 from chainrule2.base import (
     Batch,
     Composite,
@@ -24,12 +24,14 @@ from chainrule2.base import (
 )
 from chainrule2.constants import PADDING, UNLABELED
 from chainrule2.stage_a import StageA
+from chainrule2.trust_radius import BetaSearch
 from chainrule2.trust_region import TrustRegion
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "BetaSearch",
     "Composite",
     "Divergence",
     "Energy",
@@ -51,4 +53,5 @@ __all__ = [
     "losses",
     "models",
     "solvers",
+    "trust_radius",
 ]

@@ -191,12 +191,16 @@ class StageAReport(NamedTuple):
     solved under ``StageA(on_failure="keep")`` (``id`` from ``batch.ids``, ``None`` without ids);
     such an item's trace is empty ``()`` and its target is what it kept (see
     :class:`~chainrule2.StageA`).
+
+    ``betas`` is the trust weight β used per item under ``StageA(trust_weight="auto")`` (``nan``
+    for a failed item); empty ``()`` for a fixed β (every item used ``StageA.trust_weight``).
     """
 
     traces: tuple[tuple[float, ...], ...]
     predict_seconds: float
     solve_seconds: float
     failures: tuple[tuple[int, str | None, str], ...] = ()
+    betas: tuple[float, ...] = ()
 
     @property
     def seconds(self) -> float:

@@ -24,13 +24,24 @@ from chainrule2.base import Batch, Proposal, StageAReport, as_items
 from chainrule2.constants import IGNORED_LABELS
 from chainrule2.divergences import softmax
 from chainrule2.solvers.base import SolveFailure, solve_batch
+from chainrule2.trust_radius import (
+    DEFAULT_MAX_CHANGED,
+    BetaSearch,
+    changed_fraction,
+    check_max_changed,
+    free_pixels,
+    hard_labels,
+)
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ON_FAILURE", "StageA", "to_host"]
+__all__ = ["AUTO", "ON_FAILURE", "StageA", "to_host"]
 
 #: What :class:`StageA` does when one item's problem cannot be built or solved (see ``on_failure``).
 ON_FAILURE = ("raise", "keep")
+
+#: ``StageA(trust_weight=AUTO)``: β per item from the radius rule (:mod:`chainrule2.trust_radius`).
+AUTO = "auto"
 
 
 def to_host(x: Any, name: str) -> np.ndarray:
@@ -158,8 +169,12 @@ class StageA:
         The regularised loss, e.g. :class:`~chainrule2.losses.ScribblePotts`.
     trust_divergence : Divergence
         d_A, the trust region around the model's prediction.
-    trust_weight : float
-        β ≥ 0.
+    trust_weight : float or "auto"
+        β ≥ 0, the same for every item; or ``"auto"``: per item, the smallest β whose solution
+        relabels at most ``max_changed`` of the item's free pixels (neither seed nor padding)
+        away from the network's arg-max over the labels stage A may use, found by bisection in
+        log β (:mod:`chainrule2.trust_radius`, docs/concepts.md "An adaptive trust region");
+        ``report.betas`` holds the β chosen per item.
     batch_solver : callable or None
         ``batch_solver(solver, energies, initials) -> list[SolverState]``; default a serial loop
         (:func:`chainrule2.solvers.solve_batch`); e.g. :class:`~chainrule2.solvers.ProcessBatchSolver`.
@@ -182,6 +197,15 @@ class StageA:
         The caller's own mistakes (layouts, dtypes, shapes, too many classes, a batch solver that
         returns the wrong number of states) are raised in both modes; ``BaseException`` (e.g.
         ``KeyboardInterrupt``) always propagates.
+    max_changed : float or None
+        Only with ``trust_weight="auto"``: τ in (0, 1], the fraction of an item's free pixels stage A
+        may relabel from the network's arg-max; ``None`` =
+        :data:`~chainrule2.trust_radius.DEFAULT_MAX_CHANGED`.
+    beta_search : BetaSearch or None
+        Only with ``trust_weight="auto"``: the search's β range and number of solves (each one
+        warm-started from the previous solution); ``None`` = :class:`~chainrule2.trust_radius.BetaSearch`'s
+        defaults (2^-6 to 2^10, 6 solves). If even the upper β relabels more than τ, the item
+        gets that β and its solution (logged).
 
     Examples
     --------
@@ -199,12 +223,14 @@ class StageA:
     solver: Any
     loss: Any
     trust_divergence: Any
-    trust_weight: float
+    trust_weight: float | str
     batch_solver: Any = None
     on_failure: str = "raise"
+    max_changed: float | None = None
+    beta_search: BetaSearch | None = None
 
     def __post_init__(self) -> None:
-        check_positive(self.trust_weight, "trust_weight", allow_zero=True)
+        self._check_trust_weight()
         for name in ("solver", "loss", "trust_divergence", "batch_solver"):
             value = getattr(self, name)
             if isinstance(value, type):  # e.g. StageA(AlphaExpansion, ...): the class passes the method checks
@@ -268,8 +294,12 @@ class StageA:
         num_labels = check_num_classes(int(host_logits.shape[-1]), "logits")  # the seeds carry 254/255
         initials = [None if a is None else to_host(a, "initial") for a in as_items(initial, n, "initial")]
         copied = time.perf_counter()
-        energies = self._energies(host_logits, host_batch, ids, failures)
-        states = self._solve(energies, initials, ids, failures)
+        betas: tuple[float, ...] = ()
+        if self.trust_weight == AUTO:
+            energies, states, betas = self._auto(host_logits, host_batch, initials, ids, failures)
+        else:
+            energies = self._energies(host_logits, host_batch, ids, failures)
+            states = self._solve(energies, initials, ids, failures)
         soft = self._soft(states, energies, len(grid) - 1)
         solutions = []
         for i, state in enumerate(states):
@@ -290,9 +320,105 @@ class StageA:
             predict_seconds=copied - start,
             solve_seconds=time.perf_counter() - copied,
             failures=tuple((i, ids[i], failures[i]) for i in sorted(failures)),
+            betas=betas,
         )
         logger.debug("stage A: energy %.6g in %.3fs", report.energy, report.seconds)
         return Proposal(_to_caller(targets, logits), report)
+
+    def _check_trust_weight(self) -> None:
+        """``trust_weight``: a number β >= 0 or "auto"; ``max_changed`` and ``beta_search`` only with "auto"."""
+        if isinstance(self.trust_weight, str):
+            if self.trust_weight != AUTO:
+                raise ValueError(f"trust_weight: expected a number >= 0 or {AUTO!r}, got {self.trust_weight!r}")
+            if self.max_changed is not None:
+                check_max_changed(self.max_changed)
+            if self.beta_search is not None and not isinstance(self.beta_search, BetaSearch):
+                raise TypeError(
+                    f"beta_search: expected a chainrule2.trust_radius.BetaSearch or None, "
+                    f"got {type(self.beta_search).__name__}"
+                )
+            return
+        check_positive(self.trust_weight, "trust_weight", allow_zero=True)
+        for name in ("max_changed", "beta_search"):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name}: only used with trust_weight={AUTO!r} (the adaptive trust region), "
+                    f"got {name}={getattr(self, name)!r} with the fixed trust_weight={self.trust_weight!r}"
+                )
+
+    def _item_energy(
+        self, logits: np.ndarray, batch: Batch, index: int, beta: float, ids: tuple[Any, ...], failures: dict[int, str]
+    ) -> Any:
+        """Item ``index``'s stage-A problem at trust weight ``beta`` (``None`` if it cannot be built)."""
+        i = index
+        one = Batch(None, batch.seeds[i : i + 1], None if batch.images is None else batch.images[i : i + 1],
+                    None if batch.ids is None else tuple(batch.ids[i : i + 1]))  # fmt: skip
+        try:
+            built = list(self.solver.energies(self.loss, logits[i : i + 1], one, self.trust_divergence, beta))
+        except Exception as err:
+            self._fail(i, ids, err, failures, "building its stage-A problem")
+            return None
+        if len(built) != 1:
+            raise ValueError(
+                f"solver: expected {type(self.solver).__name__}.energies to return 1 energy for 1 item, got {len(built)}"
+            )
+        return built[0]
+
+    @staticmethod
+    def _reference(energy: Any, logits: np.ndarray) -> np.ndarray:
+        """The network's arg-max over the labels the item's problem allows (its unary's argmin)."""
+        for problem in (energy, getattr(energy, "grid", None)):
+            argmin = getattr(problem, "unary_argmin", None)
+            if callable(argmin):
+                return np.asarray(argmin())
+        return np.argmax(logits, axis=-1)
+
+    def _auto(
+        self, logits: np.ndarray, batch: Batch, initials: list[Any], ids: tuple[Any, ...], failures: dict[int, str]
+    ) -> tuple[list[Any], list[Any], tuple[float, ...]]:
+        """``trust_weight="auto"``: every item's β search, in lockstep (one batch-solver call per round).
+
+        Returns the energies and states at the chosen β (``None`` for a failed item) and the β per
+        item (``nan`` for a failed item).
+        """
+        n = logits.shape[0]
+        bound = DEFAULT_MAX_CHANGED if self.max_changed is None else float(self.max_changed)
+        search = BetaSearch() if self.beta_search is None else self.beta_search
+        searches = {i: search.start(bound) for i in range(n) if i not in failures}
+        warm = list(initials)
+        references: dict[int, np.ndarray] = {}
+        free = free_pixels(batch.seeds)
+        while True:
+            round_ = {i: s.next_beta for i, s in searches.items() if i not in failures and s.next_beta is not None}
+            if not round_:
+                break
+            energies: list[Any] = [None] * n
+            for i, beta in round_.items():
+                energies[i] = self._item_energy(logits, batch, i, beta, ids, failures)
+            states = self._solve(energies, warm, ids, failures)
+            for i, beta in round_.items():
+                if states[i] is None:  # failed: recorded in ``failures``
+                    continue
+                if i not in references:
+                    references[i] = self._reference(energies[i], logits[i])
+                measure = changed_fraction(hard_labels(states[i].solution), references[i], free[i])
+                searches[i].tell(beta, measure, (energies[i], states[i]))
+                warm[i] = states[i].solution
+        chosen_energies: list[Any] = [None] * n
+        chosen_states: list[Any] = [None] * n
+        betas = [math.nan] * n
+        for i, s in searches.items():
+            if i in failures:
+                continue
+            choice = s.result()
+            chosen_energies[i], chosen_states[i] = choice.state
+            betas[i] = choice.beta
+            if not choice.met:
+                logger.info(
+                    "stage A: %s relabels %.3g of its free pixels even at the upper trust weight %g (max_changed %g)",
+                    _where(ids, i), choice.measure, choice.beta, bound,
+                )  # fmt: skip
+        return chosen_energies, chosen_states, tuple(betas)
 
     def _fail(self, index: int, ids: tuple[Any, ...], err: Exception, failures: dict[int, str], what: str) -> None:
         """Raise ``err`` naming the item (``on_failure="raise"``) or record it in ``failures``."""

@@ -8,33 +8,94 @@ no fitter.
 
     python examples/stage_a_probe.py --checkpoint runs/results/horse_full/warmup.pt --dataset weizmann_horse \\
         --width 8 --betas 0.05 0.5 2 8 16 32
+
+With ``--trust-weight auto`` it also runs the adaptive trust region (``StageA(trust_weight="auto",
+max_changed=τ)``) for each ``--max-changed`` τ and reports its label mIoU and the median over the
+images of the β it chose; ``--repeats R`` times stage A (solver seconds over all images, cold
+start) with the best fixed β and with the auto rule at the first τ, interleaved, R times.
+``--json FILE`` writes the result; ``--table FILE...`` prints the markdown table of several
+results (docs/results.md, "Adaptive trust region") and exits:
+
+    python examples/stage_a_probe.py --checkpoint runs/adaptive/horse96_warmup.pt --dataset weizmann_horse \\
+        --size 96 --limit 100 --width 8 --trust-weight auto --max-changed 0.1 --json runs/adaptive/horse96.json
+    python examples/stage_a_probe.py --table runs/adaptive/*.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
 
-import torch
+DEFAULT_BETAS = [0.05, 0.5, 2.0, 8.0, 16.0, 32.0]
 
-import chainrule2 as cr
-from chainrule2.divergences import CrossEntropy
-from chainrule2.losses import ScribblePotts
-from chainrule2.solvers import AlphaExpansion
-from chainrule2_torch import data
-from chainrule2_torch.networks import build_network
-from chainrule2_torch.objectives import output_logits
+
+def _beta_key(beta: float) -> str:
+    return f"stage_a_val_miou_beta_{beta:g}"
+
+
+def _tau_key(tau: float) -> str:
+    return f"stage_a_val_miou_auto_tau_{tau:g}"
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from chainrule2_torch import data
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="a last.pt, warm-up checkpoint or model.pt of the network")
-    p.add_argument("--betas", type=float, nargs="+", default=[0.05, 0.5, 2.0, 8.0, 16.0, 32.0])
+    p.add_argument("--checkpoint", help="a last.pt, warm-up checkpoint or model.pt of the network (required)")
+    p.add_argument("--betas", type=float, nargs="+", default=DEFAULT_BETAS)
+    p.add_argument("--trust-weight", choices=("auto",), default=None,
+                   help="also run the adaptive trust region (StageA(trust_weight='auto'))")  # fmt: skip
+    p.add_argument("--max-changed", type=float, nargs="+", default=None, metavar="TAU",
+                   help="tau of the auto rule: the fraction of free pixels stage A may relabel from the network's "
+                        "arg-max (default: chainrule2.trust_radius.DEFAULT_MAX_CHANGED)")  # fmt: skip
+    p.add_argument("--repeats", type=int, default=0,
+                   help="time stage A with the best fixed beta and with auto (the first tau), this many times each")  # fmt: skip
     p.add_argument("--network", choices=("unet", "deeplabv3plus"), default="unet")
     p.add_argument("--width", type=int, default=8, help="U-Net width (as trained)")
     p.add_argument("--potts-weight", type=float, default=100.0)
+    p.add_argument("--json", default=None, help="also write the result to this file")
+    p.add_argument("--table", nargs="+", default=None, metavar="JSON",
+                   help="print the markdown table of these probe results and exit")  # fmt: skip
     data.add_data_arguments(p)
     args = p.parse_args(argv)
+    if args.table:
+        print(table([json.loads(Path(f).read_text()) for f in args.table]))
+        return {}
+    if args.checkpoint is None:
+        p.error("--checkpoint is required (unless --table)")
+    if args.max_changed is not None and args.trust_weight != "auto":
+        p.error("--max-changed: only with --trust-weight auto")
+    if args.repeats < 0:
+        p.error(f"--repeats: expected an int >= 0, got {args.repeats}")
+    result = probe(
+        args, " ".join(["python", "examples/stage_a_probe.py"] + (argv if argv is not None else sys.argv[1:]))
+    )
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(text + "\n")
+    return result
+
+
+def probe(args: argparse.Namespace, command: str) -> dict:
+    import numpy as np
+    import torch
+
+    import chainrule2 as cr
+    from chainrule2.divergences import CrossEntropy
+    from chainrule2.losses import ScribblePotts
+    from chainrule2.solvers import AlphaExpansion
+    from chainrule2.trust_radius import DEFAULT_MAX_CHANGED, changed_fraction, excess_divergence, free_pixels
+    from chainrule2_torch import data
+    from chainrule2_torch.networks import build_network
+    from chainrule2_torch.objectives import output_logits
+
     _, val, _ = data.load_splits(args)
     val = [s for s in val if s.mask is not None]
     if not val:
@@ -50,16 +111,143 @@ def main(argv: list[str] | None = None) -> dict:
             batch = data.collate([s])
             batches.append((s, batch, output_logits(net(batch.inputs))))
     pairs = [(logits.argmax(1)[0].numpy(), s.mask) for s, _, logits in batches]
-    result = {"network_val_miou": 100 * data.evaluate(pairs, num_classes).miou}
+    result: dict = {
+        "dataset": args.dataset,
+        "size": args.size,
+        "val_images": len(batches),
+        "checkpoint": args.checkpoint,
+        "command": command,
+        "network_val_miou": 100 * data.evaluate(pairs, num_classes).miou,
+    }
     loss = ScribblePotts(potts_weight=args.potts_weight)
+    solver = AlphaExpansion(max_sweeps=5)
+
+    # The arg-max over the labels stage A may use (the seeds' classes), per image: what "changed" counts from.
+    references = []
+    for _, batch, logits in batches:
+        seeds = np.asarray(batch.seeds)
+        costs = CrossEntropy().label_costs(np.moveaxis(logits.numpy().astype(np.float64), 1, -1))
+        grid = loss.energy(costs[0], cr.Batch(None, seeds, np.asarray(batch.images)), 0)
+        references.append((grid.unary_argmin(), free_pixels(seeds[0]), costs[0]))
+
+    def run(stage_a):
+        """Labels, mask, report, the fraction of free pixels changed from the arg-max and d_A's excess, per image."""
+        out = []
+        for (s, batch, logits), (reference, free, costs) in zip(batches, references, strict=True):
+            proposal = stage_a.propose(logits, batch, class_axis=1)
+            labels = proposal.targets[0].numpy()
+            changed = changed_fraction(labels, reference, free)
+            out.append((labels, s.mask, proposal.report, changed, excess_divergence(labels, costs, reference, free)))
+        return out
+
+    def summarise(runs) -> tuple[float, float, float]:
+        miou = 100 * data.evaluate([(labels, mask) for labels, mask, *_ in runs], num_classes).miou
+        return miou, statistics.median(r[3] for r in runs), statistics.median(r[4] for r in runs)
+
     for beta in args.betas:
-        stage_a = cr.StageA(AlphaExpansion(max_sweeps=5), loss, CrossEntropy(), trust_weight=beta)
-        pairs = [
-            (stage_a.propose(logits, batch, class_axis=1).targets[0].numpy(), s.mask) for s, batch, logits in batches
-        ]
-        result[f"stage_a_val_miou_beta_{beta:g}"] = 100 * data.evaluate(pairs, num_classes).miou
-    print(json.dumps(result, indent=1))
+        runs = run(cr.StageA(solver, loss, CrossEntropy(), trust_weight=beta))
+        miou, changed, excess = summarise(runs)
+        result[_beta_key(beta)] = miou
+        result[f"changed_median_beta_{beta:g}"] = changed
+        result[f"excess_divergence_median_beta_{beta:g}"] = excess
+    taus = []
+    if args.trust_weight == "auto":
+        taus = args.max_changed or [DEFAULT_MAX_CHANGED]
+        for tau in taus:
+            runs = run(cr.StageA(solver, loss, CrossEntropy(), trust_weight="auto", max_changed=tau))
+            miou, changed, excess = summarise(runs)
+            result[_tau_key(tau)] = miou
+            result[f"changed_median_auto_tau_{tau:g}"] = changed
+            result[f"excess_divergence_median_auto_tau_{tau:g}"] = excess
+            betas = [b for r in runs for b in r[2].betas]
+            result[f"beta_median_auto_tau_{tau:g}"] = statistics.median(betas)
+            result[f"beta_range_auto_tau_{tau:g}"] = [min(betas), max(betas)]
+    if args.repeats and taus:
+        best = max(args.betas, key=lambda b: result[_beta_key(b)])
+        fixed = cr.StageA(solver, loss, CrossEntropy(), trust_weight=best)
+        auto = cr.StageA(solver, loss, CrossEntropy(), trust_weight="auto", max_changed=taus[0])
+        seconds: dict[str, list[float]] = {"fixed": [], "auto": []}
+        for _ in range(args.repeats):
+            for name, stage_a in (("fixed", fixed), ("auto", auto)):
+                start = time.perf_counter()
+                total = sum(stage_a.propose(logits, batch, class_axis=1).report.solve_seconds
+                            for _, batch, logits in batches)  # fmt: skip
+                seconds[name].append(total)
+                seconds[name + "_wall"] = seconds.get(name + "_wall", []) + [time.perf_counter() - start]
+        result["timing"] = {
+            "fixed_beta": best,
+            "max_changed": taus[0],
+            "repeats": args.repeats,
+            "fixed_solve_seconds": seconds["fixed"],
+            "auto_solve_seconds": seconds["auto"],
+            "ratio_of_medians": statistics.median(seconds["auto"]) / statistics.median(seconds["fixed"]),
+        }
     return result
+
+
+def table(results: list[dict]) -> str:
+    """The markdown table of probe results (one row per result): best fixed β vs one fixed β vs auto."""
+    taus = sorted(
+        {float(k.rsplit("_", 1)[1]) for r in results for k in r if k.startswith("stage_a_val_miou_auto_tau_")}
+    )
+    common = None
+    for r in results:
+        betas = {float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_")}
+        common = betas if common is None else common & betas
+    common = sorted(common or ())
+    # One fixed β for every row: the β of the common grid with the best mean over the rows.
+    one = max(common, key=lambda b: statistics.mean(r[_beta_key(b)] for r in results)) if common else None
+    head = ["data set", "val images", "network", "best fixed β (val)", "its mIoU"]
+    if one is not None:
+        head.append(f"one fixed β = {one:g}")
+    for tau in taus:
+        head += [f"auto τ = {tau:g}", "median β chosen", "auto − best fixed"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted(results, key=lambda r: (r["dataset"], r["size"])):
+        betas = sorted(float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_"))
+        best = max(betas, key=lambda b: r[_beta_key(b)])
+        row = [f"{r['dataset']} {r['size']} px", str(r["val_images"]), f"{r['network_val_miou']:.1f}", f"{best:g}",
+               f"{r[_beta_key(best)]:.1f}"]  # fmt: skip
+        if one is not None:
+            row.append(f"{r[_beta_key(one)]:.1f} ({r[_beta_key(one)] - r[_beta_key(best)]:+.1f})")
+        for tau in taus:
+            key = _tau_key(tau)
+            if key in r:
+                row += [
+                    f"{r[key]:.1f}",
+                    f"{r[f'beta_median_auto_tau_{tau:g}']:.3g}",
+                    f"{r[key] - r[_beta_key(best)]:+.1f}",
+                ]
+            else:
+                row += ["–", "–", "–"]
+        lines.append("| " + " | ".join(row) + " |")
+    sweep = ["", "Stage-A val mIoU for every fixed β (and the median fraction of free pixels it relabels):", ""]
+    all_betas = sorted(
+        {float(k.rsplit("_", 1)[1]) for r in results for k in r if k.startswith("stage_a_val_miou_beta_")}
+    )
+    sweep.append("| data set | " + " | ".join(f"β = {b:g}" for b in all_betas) + " |")
+    sweep.append("|" + "---|" * (len(all_betas) + 1))
+    for r in sorted(results, key=lambda r: (r["dataset"], r["size"])):
+        cells = []
+        for b in all_betas:
+            if _beta_key(b) in r:
+                changed = r.get(f"changed_median_beta_{b:g}", math.nan)
+                cells.append(f"{r[_beta_key(b)]:.1f} ({100 * changed:.0f} %)")
+            else:
+                cells.append("–")
+        sweep.append(f"| {r['dataset']} {r['size']} px | " + " | ".join(cells) + " |")
+    timing = [r for r in results if "timing" in r]
+    if timing:
+        sweep += ["", "| data set | fixed β | τ | runs | fixed s (median) | auto s (median) | auto / fixed |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in sorted(timing, key=lambda r: (r["dataset"], r["size"])):
+            t = r["timing"]
+            fixed, auto = statistics.median(t["fixed_solve_seconds"]), statistics.median(t["auto_solve_seconds"])
+            sweep.append(
+                f"| {r['dataset']} {r['size']} px | {t['fixed_beta']:g} | {t['max_changed']:g} | {t['repeats']} | "
+                f"{fixed:.2f} | {auto:.2f} | {t['ratio_of_medians']:.2f} |"
+            )
+    return "\n".join(lines + sweep)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,297 @@
+"""An adaptive trust region: per item, the trust weight β that keeps stage A within a radius.
+
+Stage A solves ``x*(β) = argmin_x λ·R(x) + β·d_A(x, S)`` (PAPER.md §2). A fixed β does not carry
+over between image sizes, class counts or networks (docs/results.md). The rule here fixes the
+*radius* of the region instead and finds β per item: with ``a`` the network's arg-max over the
+labels stage A may use and ``F`` the item's free pixels (neither a seed nor padding),
+
+    changed(x) = |{p ∈ F : x_p ≠ a_p}| / |F|,
+    β*(τ) = the smallest β in [low, high] with changed(x*(β)) ≤ τ,
+
+i.e. the largest region in which stage A relabels at most a fraction τ of the free pixels. β* is
+found by bisection in log β (:class:`BetaSearch`): a fixed number of solves, each warm-started
+from the previous solve's solution. The constraint holds for the returned solution by
+construction (it is one of the solutions evaluated); if even ``high`` cannot meet it, the search
+returns ``high`` and its solution with ``met=False``. docs/concepts.md states why this rule.
+
+The search is a small state machine (:class:`Bisection`) so that a caller can run the searches of
+a whole batch in lockstep (one batch-solver call per round: :class:`~chainrule2.StageA` does);
+:func:`search_beta` runs one item's search with a callable.
+
+**Monotone in τ.** The queries depend only on the outcomes of the previous ones (each query is the
+log-midpoint of the current bracket, and the bracket is split at it), so for τ₁ < τ₂ two searches
+make the same queries with the same warm starts until the first query that passes for τ₂ and
+fails for τ₁; from there the τ₁ search stays above that query and the τ₂ search at or below it.
+Hence β*(τ₁) ≥ β*(τ₂) for any deterministic solver, whatever ``changed(x*(β))`` does between
+the queries.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from chainrule2._validation import check_int
+from chainrule2.constants import UNLABELED
+
+__all__ = [
+    "DEFAULT_MAX_CHANGED",
+    "BetaChoice",
+    "BetaSearch",
+    "Bisection",
+    "changed_fraction",
+    "check_max_changed",
+    "excess_divergence",
+    "free_pixels",
+    "hard_labels",
+    "search_beta",
+]
+
+#: τ of ``StageA(trust_weight="auto")`` when ``max_changed`` is not given (chosen on the validation
+#: splits of docs/results.md, "Adaptive trust region").
+DEFAULT_MAX_CHANGED = 0.1
+
+
+def check_max_changed(value: Any, name: str = "max_changed") -> float:
+    """τ after checking that it is a real number in (0, 1] (a fraction of the free pixels)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(
+            f"{name}: expected a fraction in (0, 1] of the free pixels stage A may relabel, got {type(value).__name__}"
+        )
+    value = float(value)
+    if not (0.0 < value <= 1.0):
+        raise ValueError(
+            f"{name}: expected a fraction in (0, 1] of the free pixels stage A may relabel (e.g. 0.1), got {value!r}"
+        )
+    return value
+
+
+def _check_beta(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+    return value
+
+
+class BetaChoice(NamedTuple):
+    """The result of one item's search.
+
+    ``beta``: the chosen trust weight; ``state``: what the evaluation at ``beta`` returned (for
+    :class:`~chainrule2.StageA`: the solver state and its energy); ``measure``: changed(x*(β)) there;
+    ``met``: whether ``measure <= bound`` (False only when even ``high`` could not meet it);
+    ``tried``: every ``(beta, measure)`` evaluated, in order (``len(tried)`` solves).
+    """
+
+    beta: float
+    state: Any
+    measure: float
+    met: bool
+    tried: tuple[tuple[float, float], ...]
+
+    @property
+    def solves(self) -> int:
+        return len(self.tried)
+
+
+@dataclass(frozen=True)
+class BetaSearch:
+    """Bisection in log β over ``[low, high]`` with ``solves`` solves (one more when all of them fail).
+
+    The bracket starts as ``(log low, log high)``; each solve is at its midpoint, which becomes the
+    bracket's upper end if the bound holds there and its lower end otherwise. The answer is the
+    last query that met the bound: a β on the grid ``low · (high/low)^(m / 2^solves)``, at most a
+    factor ``(high/low)^(1/2^solves)`` above the crossing (defaults: 2^-6 to 2^10, 6 solves: a
+    factor 2^0.25 ≈ 1.19). If no query met it, ``high`` itself is solved: its solution is returned,
+    flagged ``met=False`` when it does not meet the bound either.
+
+    Parameters
+    ----------
+    low, high : float
+        0 < low < high, finite. The default range holds the β that the validation sweeps chose at
+        96 px (16) and the paper's 0.05 at ≈500 px.
+    solves : int
+        Bisection steps (≥ 1).
+    """
+
+    low: float = 2.0**-6
+    high: float = 2.0**10
+    solves: int = 6
+
+    def __post_init__(self) -> None:
+        low = _check_beta(self.low, "low")
+        high = _check_beta(self.high, "high")
+        if not low < high:
+            raise ValueError(f"high: expected a number > low = {low!r}, got {high!r}")
+        check_int(self.solves, "solves", minimum=1)
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def start(self, bound: float) -> Bisection:
+        """A fresh search for one item with the bound ``measure <= bound``."""
+        return Bisection(self, bound)
+
+
+class Bisection:
+    """One item's search, step by step: ``next_beta`` (``None`` when done), ``tell``, ``result()``.
+
+    >>> search = BetaSearch(low=1.0, high=16.0, solves=2).start(bound=0.5)
+    >>> search.next_beta
+    4.0
+    >>> search.tell(4.0, 0.7, "at 4")          # too many changes: a larger β
+    >>> search.next_beta
+    8.0
+    >>> search.tell(8.0, 0.3, "at 8")
+    >>> search.next_beta is None, search.result().beta, search.result().met
+    (True, 8.0, True)
+    """
+
+    def __init__(self, search: BetaSearch, bound: float) -> None:
+        if not isinstance(search, BetaSearch):
+            raise TypeError(f"search: expected a BetaSearch, got {type(search).__name__}")
+        if isinstance(bound, bool) or not isinstance(bound, (int, float, np.integer, np.floating)):
+            raise TypeError(f"bound: expected a real number, got {type(bound).__name__}")
+        if not math.isfinite(float(bound)):
+            raise ValueError(f"bound: expected a finite number, got {bound!r}")
+        self.search = search
+        self.bound = float(bound)
+        self._lo = math.log2(search.low)
+        self._hi = math.log2(search.high)
+        self._best: tuple[float, float, Any] | None = None  # the last query that met the bound
+        self._last: tuple[float, float, Any] | None = None
+        self._tried: list[tuple[float, float]] = []
+        self._final = False  # ``high`` itself was solved
+
+    @property
+    def next_beta(self) -> float | None:
+        """The β to solve next, or ``None`` when the search is over."""
+        k = len(self._tried)
+        if k < self.search.solves:
+            return float(2.0 ** ((self._lo + self._hi) / 2))
+        if self._best is None and not self._final:
+            return self.search.high
+        return None
+
+    def tell(self, beta: float, measure: float, state: Any) -> None:
+        """Record the evaluation of ``next_beta``: its measure and what to return if it is chosen."""
+        expected = self.next_beta
+        if expected is None:
+            raise ValueError("tell: the search is over (next_beta is None)")
+        if float(beta) != expected:
+            raise ValueError(f"beta: expected the search's next_beta {expected!r}, got {beta!r}")
+        measure = float(measure)
+        if math.isnan(measure):
+            raise ValueError("measure: expected a number, got nan")
+        met = measure <= self.bound
+        if len(self._tried) >= self.search.solves:
+            self._final = True
+        else:
+            mid = (self._lo + self._hi) / 2
+            if met:
+                self._hi = mid
+            else:
+                self._lo = mid
+        self._tried.append((expected, measure))
+        self._last = (expected, measure, state)
+        if met:
+            self._best = (expected, measure, state)
+
+    @property
+    def warm_start(self) -> Any:
+        """The state of the most recent evaluation (``None`` before the first)."""
+        return None if self._last is None else self._last[2]
+
+    def result(self) -> BetaChoice:
+        if self.next_beta is not None:
+            raise ValueError(f"result: the search is not over (next_beta is {self.next_beta!r})")
+        if self._best is not None:
+            beta, measure, state = self._best
+            return BetaChoice(beta, state, measure, True, tuple(self._tried))
+        beta, measure, state = self._last  # ``high``, not meeting the bound
+        return BetaChoice(beta, state, measure, False, tuple(self._tried))
+
+
+def search_beta(
+    evaluate: Callable[[float, Any], tuple[Any, float]],
+    bound: float,
+    search: BetaSearch | None = None,
+    initial: Any = None,
+    warm: Callable[[Any], Any] | None = None,
+) -> BetaChoice:
+    """One item's search: ``evaluate(beta, warm_start) -> (state, measure)`` at each query.
+
+    ``warm_start`` is ``initial`` for the first query, then ``warm(state)`` of the previous
+    query's state (default: the state itself). Returns the :class:`BetaChoice`.
+
+    >>> def evaluate(beta, warm):                 # a measure that falls with β: changed = 1/β
+    ...     return f"solution at {beta:g}", 1.0 / beta
+    >>> choice = search_beta(evaluate, bound=0.1, search=BetaSearch(low=1.0, high=1024.0, solves=5))
+    >>> choice.beta, choice.met, choice.solves
+    (10.834044375495141, True, 5)
+    """
+    search = BetaSearch() if search is None else search
+    if not callable(evaluate):
+        raise TypeError(f"evaluate: expected a callable (beta, warm_start) -> (state, measure), got {evaluate!r}")
+    state_machine = search.start(bound)
+    start = initial
+    while (beta := state_machine.next_beta) is not None:
+        state, measure = evaluate(beta, start)
+        state_machine.tell(beta, measure, state)
+        start = state if warm is None else warm(state)
+    return state_machine.result()
+
+
+# --- the measure ------------------------------------------------------------------------------------
+
+
+def hard_labels(solution: Any) -> np.ndarray:
+    """Integer labels of a solver's solution: itself, or the arg-max of a soft solution ``(..., L)``."""
+    a = np.asarray(solution)
+    if np.issubdtype(a.dtype, np.integer):
+        return a
+    return np.argmax(a, axis=-1)
+
+
+def free_pixels(seeds: Any) -> np.ndarray:
+    """``(...)`` bool: the pixels stage A chooses (seed 255): neither a seed nor padding (254)."""
+    return np.asarray(seeds) == UNLABELED
+
+
+def changed_fraction(labels: Any, reference: Any, free: Any) -> float:
+    """``|{p ∈ free : labels_p ≠ reference_p}| / |free|`` (0 when no pixel is free)."""
+    labels, reference, free = np.asarray(labels), np.asarray(reference), np.asarray(free, dtype=bool)
+    if labels.shape != reference.shape or labels.shape != free.shape:
+        raise ValueError(
+            f"labels: expected the shape of reference and free {reference.shape}, got {labels.shape} and {free.shape}"
+        )
+    count = int(free.sum())
+    if count == 0:
+        return 0.0
+    return float(np.count_nonzero((labels != reference) & free)) / count
+
+
+def excess_divergence(labels: Any, costs: Any, reference: Any, free: Any) -> float:
+    """``mean_{p ∈ free} costs_p(labels_p) − costs_p(reference_p)`` (0 when no pixel is free).
+
+    With ``costs = d_A.label_costs(logits)`` of one item ``(..., L)`` this is d_A at the solution
+    minus d_A at the arg-max, per free pixel (in nats for cross-entropy): the other radius one could
+    bound (docs/concepts.md compares the two).
+    """
+    labels, reference, free = np.asarray(labels), np.asarray(reference), np.asarray(free, dtype=bool)
+    costs = np.asarray(costs, dtype=np.float64)
+    if costs.shape[:-1] != labels.shape or labels.shape != reference.shape or labels.shape != free.shape:
+        raise ValueError(
+            f"costs: expected (..., L) over the labels' grid {labels.shape}, got {costs.shape} "
+            f"(reference {reference.shape}, free {free.shape})"
+        )
+    count = int(free.sum())
+    if count == 0:
+        return 0.0
+    at = np.take_along_axis(costs, labels[..., None].astype(np.intp), axis=-1)[..., 0]
+    ref = np.take_along_axis(costs, reference[..., None].astype(np.intp), axis=-1)[..., 0]
+    return float(np.sum((at - ref)[free])) / count

@@ -1,0 +1,303 @@
+"""The adaptive trust region: the β search (chainrule2.trust_radius) and StageA(trust_weight="auto")."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chainrule2 as cr
+from chainrule2.divergences import CrossEntropy
+from chainrule2.losses import ChainScribblePotts, ScribblePotts
+from chainrule2.solvers import ChainViterbi, solve_batch
+from chainrule2.trust_radius import (
+    DEFAULT_MAX_CHANGED,
+    BetaSearch,
+    Bisection,
+    changed_fraction,
+    free_pixels,
+    search_beta,
+)
+
+maxflow = pytest.importorskip("maxflow")
+from chainrule2.solvers import AlphaExpansion  # noqa: E402
+
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+LOSS = ScribblePotts(potts_weight=5.0)
+
+
+# --- the search on its own -------------------------------------------------------------------------
+
+
+def test_bisection_queries_log_midpoints_and_returns_the_last_query_that_met_the_bound():
+    s = BetaSearch(low=1.0, high=256.0, solves=3).start(bound=0.5)
+    queries = []
+    while (beta := s.next_beta) is not None:
+        queries.append(beta)
+        s.tell(beta, 1.0 if beta < 10 else 0.0, f"at {beta:g}")  # the bound holds from β = 10 on
+    assert queries == [16.0, 4.0, 8.0]
+    choice = s.result()
+    assert (choice.beta, choice.state, choice.met, choice.solves) == (16.0, "at 16", True, 3)
+    assert choice.tried == ((16.0, 0.0), (4.0, 1.0), (8.0, 1.0))
+
+
+@given(crossing=st.floats(2.0**-8, 2.0**12), solves=st.integers(1, 8))
+def test_on_a_monotone_measure_the_choice_is_the_smallest_grid_beta_that_meets_the_bound(crossing, solves):
+    search = BetaSearch(low=2.0**-6, high=2.0**10, solves=solves)
+    choice = search_beta(lambda beta, warm: (beta, 0.0 if beta >= crossing else 1.0), 0.5, search)
+    grid = [2.0 ** (-6 + 16 * m / 2**solves) for m in range(1, 2**solves + 1)]
+    passing = [b for b in grid if b >= crossing]
+    if passing:
+        assert choice.met and choice.beta == pytest.approx(min(passing), rel=1e-12)
+        assert choice.solves == solves + (choice.beta == search.high)  # high is solved only if every query failed
+    else:  # the crossing lies above ``high``: high is solved and flagged
+        assert not choice.met and choice.beta == search.high and choice.solves == solves + 1
+
+
+def test_when_even_the_upper_beta_cannot_meet_the_bound_it_is_returned_flagged():
+    search = BetaSearch(low=0.5, high=8.0, solves=4)
+    choice = search_beta(lambda beta, warm: (f"x{beta:g}", 0.9), 0.1, search)
+    assert not choice.met and choice.beta == 8.0 and choice.state == "x8" and choice.measure == 0.9
+    assert choice.solves == 5 and choice.tried[-1] == (8.0, 0.9)
+
+
+def test_every_query_after_the_first_is_warm_started_from_the_previous_state():
+    starts = []
+
+    def evaluate(beta, warm):
+        starts.append(warm)
+        return f"solved at {beta:g}", 1.0 / beta
+
+    choice = search_beta(evaluate, 0.25, BetaSearch(low=1.0, high=16.0, solves=3), initial="cache")
+    assert starts[0] == "cache"
+    assert starts[1:] == [f"solved at {b:g}" for b, _ in choice.tried[:-1]]
+
+
+def test_bisection_refuses_a_wrong_tell_and_an_early_result():
+    s = BetaSearch(low=1.0, high=4.0, solves=1).start(0.1)
+    with pytest.raises(ValueError, match="result: the search is not over"):
+        s.result()
+    with pytest.raises(ValueError, match="beta: expected the search's next_beta 2.0, got 3"):
+        s.tell(3.0, 0.0, None)
+    with pytest.raises(ValueError, match="measure: expected a number, got nan"):
+        s.tell(2.0, math.nan, None)
+    s.tell(2.0, 0.0, None)
+    with pytest.raises(ValueError, match="the search is over"):
+        s.tell(2.0, 0.0, None)
+    with pytest.raises(TypeError, match="search: expected a BetaSearch"):
+        Bisection("search", 0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"low": 0.0}, ValueError, "low: expected a finite number > 0, got 0.0"),
+        ({"low": -1.0}, ValueError, "low: expected a finite number > 0"),
+        ({"high": math.inf}, ValueError, "high: expected a finite number > 0, got inf"),
+        ({"low": 4.0, "high": 2.0}, ValueError, "high: expected a number > low = 4.0, got 2.0"),
+        ({"low": 2.0, "high": 2.0}, ValueError, "high: expected a number > low"),
+        ({"solves": 0}, ValueError, "solves: expected an int >= 1, got 0"),
+        ({"solves": 2.5}, TypeError, "solves: expected an int"),
+        ({"low": "1"}, TypeError, "low: expected a real number, got str"),
+    ],
+)
+def test_bad_search_settings_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        BetaSearch(**kwargs)
+
+
+def test_changed_fraction_counts_free_pixels_only():
+    seeds = np.array([[0, 255, 255], [254, 255, 1]])
+    reference = np.array([[0, 0, 1], [0, 1, 1]])
+    labels = np.array([[1, 1, 1], [1, 0, 1]])  # the seed and padding pixels differ too: not counted
+    free = free_pixels(seeds)
+    assert free.sum() == 3
+    assert changed_fraction(labels, reference, free) == pytest.approx(2 / 3)
+    assert changed_fraction(labels, reference, np.zeros_like(free)) == 0.0
+    with pytest.raises(ValueError, match="labels: expected the shape"):
+        changed_fraction(labels[:, :2], reference, free)
+
+
+# --- StageA(trust_weight="auto") on random grid problems --------------------------------------------------
+
+
+@st.composite
+def grid_problems(draw):
+    """A small batch of random grid problems: logits, seeds (some pixels seeded, some padding), images."""
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    n, h, w = draw(st.integers(1, 2)), draw(st.integers(3, 9)), draw(st.integers(3, 9))
+    c = draw(st.integers(2, 3))
+    logits = rng.normal(scale=draw(st.floats(0.3, 4.0)), size=(n, h, w, c))
+    seeds = np.full((n, h, w), cr.UNLABELED)
+    for i in range(n):
+        for label in range(c):
+            seeds[i, rng.integers(h), rng.integers(w)] = label
+    if draw(st.booleans()):
+        seeds[:, :, -1] = cr.PADDING
+    images = rng.uniform(0, 255, size=(n, h, w, 3))
+    return logits, cr.Batch(None, seeds, images=images)
+
+
+def _auto(max_changed=None, search=None, **kwargs):
+    return cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), "auto", max_changed=max_changed, beta_search=search,
+                     **kwargs)  # fmt: skip
+
+
+def _references(logits, batch):
+    """The arg-max over the labels each item's problem allows (what "changed" counts from)."""
+    costs = CrossEntropy().label_costs(logits)
+    return [LOSS.energy(costs[i], batch, i).unary_argmin() for i in range(logits.shape[0])]
+
+
+@SETTINGS
+@given(problem=grid_problems(), tau=st.floats(0.01, 1.0))
+def test_auto_meets_the_bound_or_returns_the_upper_beta(problem, tau):
+    logits, batch = problem
+    search = BetaSearch(low=2.0**-4, high=2.0**6, solves=4)
+    proposal = _auto(tau, search).propose(logits, batch)
+    assert len(proposal.report.betas) == logits.shape[0]
+    for i, reference in enumerate(_references(logits, batch)):
+        changed = changed_fraction(proposal.targets[i], reference, free_pixels(batch.seeds[i]))
+        beta = proposal.report.betas[i]
+        assert search.low < beta <= search.high
+        assert changed <= tau or beta == search.high
+
+
+@SETTINGS
+@given(problem=grid_problems(), taus=st.lists(st.floats(0.01, 1.0), min_size=2, max_size=4, unique=True))
+def test_the_chosen_beta_is_non_increasing_in_max_changed(problem, taus):
+    logits, batch = problem
+    taus = sorted(taus)
+    betas = [_auto(tau).propose(logits, batch).report.betas for tau in taus]
+    for smaller, larger in zip(betas, betas[1:], strict=False):
+        assert all(a >= b for a, b in zip(smaller, larger, strict=True)), (taus, betas)
+
+
+@SETTINGS
+@given(problem=grid_problems(), tau=st.floats(0.02, 0.8))
+def test_auto_keeps_the_solver_contract(problem, tau):
+    """The energy of the returned labels at the reported β is the trace's end; seeds are kept; no rise."""
+    logits, batch = problem
+    proposal = _auto(tau).propose(logits, batch)
+    costs = CrossEntropy().label_costs(logits)
+    for i, beta in enumerate(proposal.report.betas):
+        energy = LOSS.energy(beta * costs[i], batch, i)
+        trace = proposal.report.traces[i]
+        assert energy.value(proposal.targets[i]) == pytest.approx(trace[-1], rel=1e-12, abs=1e-9)
+        assert all(b <= a + 1e-9 * max(1.0, abs(a)) for a, b in zip(trace, trace[1:], strict=False))
+        seeded = (batch.seeds[i] >= 0) & (batch.seeds[i] < logits.shape[-1])
+        np.testing.assert_array_equal(proposal.targets[i][seeded], batch.seeds[i][seeded])
+
+
+def test_auto_without_max_changed_uses_the_documented_default():
+    logits, batch = _grid(np.random.default_rng(0))
+    default = _auto().propose(logits, batch)
+    explicit = _auto(DEFAULT_MAX_CHANGED).propose(logits, batch)
+    np.testing.assert_array_equal(default.targets, explicit.targets)
+    assert default.report.betas == explicit.report.betas
+    assert DEFAULT_MAX_CHANGED == 0.1
+
+
+def test_fixed_beta_reports_no_betas_and_auto_solves_the_item_at_a_fixed_beta_first():
+    logits, batch = _grid(np.random.default_rng(1))
+    search = BetaSearch(low=1.0, high=16.0, solves=1)  # one query: β = 4, then 16 if 4 fails
+    auto = _auto(1.0, search).propose(logits, batch)  # τ = 1: the first query always meets it
+    fixed = cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), 4.0).propose(logits, batch)
+    assert fixed.report.betas == () and auto.report.betas == (4.0, 4.0)
+    np.testing.assert_array_equal(auto.targets, fixed.targets)
+    assert auto.report.traces == fixed.report.traces
+
+
+def test_the_searches_of_a_batch_run_in_lockstep_warm_started_from_the_previous_round():
+    logits, batch = _grid(np.random.default_rng(2))
+    calls = []
+
+    def recording(solver, energies, initials, errors="raise"):
+        states = solve_batch(solver, energies, initials, errors=errors)
+        calls.append(([None if a is None else np.array(a) for a in initials], [s.solution for s in states]))
+        return states
+
+    search = BetaSearch(low=0.25, high=64.0, solves=3)
+    cold = [np.asarray(a) for a in _auto(0.2, search).propose(logits, batch).targets]
+    proposal = _auto(0.2, search, batch_solver=recording).propose(logits, batch, initial=[None, cold[1]])
+    assert len(calls) in (3, 4)  # one batch-solver call per round (a 4th only if some item failed every query)
+    assert calls[0][0][0] is None and np.array_equal(calls[0][0][1], cold[1])
+    for (_, previous), (initials, _) in zip(calls[:3], calls[1:3], strict=False):  # rounds with every item
+        for start, solution in zip(initials, previous, strict=True):
+            np.testing.assert_array_equal(start, solution)
+    assert len(proposal.report.betas) == 2
+
+
+def test_numpy_and_torch_logits_give_the_same_labels_and_betas():
+    torch = pytest.importorskip("torch")
+    logits, batch = _grid(np.random.default_rng(3))
+    expected = _auto(0.15).propose(logits, batch)
+    nchw = torch.as_tensor(np.moveaxis(logits, -1, 1))
+    tbatch = cr.Batch(None, torch.as_tensor(batch.seeds), images=torch.as_tensor(batch.images), ids=batch.ids)
+    got = _auto(0.15).propose(nchw, tbatch, class_axis=1)
+    assert isinstance(got.targets, torch.Tensor)
+    np.testing.assert_array_equal(got.targets.numpy(), expected.targets)
+    assert got.report.betas == expected.report.betas
+
+
+def test_a_failing_item_gets_nan_and_the_others_their_search():
+    logits, batch = _grid(np.random.default_rng(4))
+    logits[1, 0, 0, 0] = np.nan
+    proposal = _auto(0.2, on_failure="keep").propose(logits, batch)
+    assert [i for i, _, _ in proposal.report.failures] == [1]
+    assert math.isnan(proposal.report.betas[1]) and proposal.report.betas[0] > 0
+    assert proposal.report.traces[1] == ()
+
+
+def test_auto_on_a_chain_solver_counts_from_the_logits_arg_max():
+    rng = np.random.default_rng(5)
+    logits = rng.normal(size=(2, 12, 2)) * 2
+    seeds = np.full((2, 12), cr.UNLABELED)
+    seeds[:, 0], seeds[:, -1] = 0, 1
+    batch = cr.Batch(None, seeds, images=rng.normal(size=(2, 12, 1)))
+    stage_a = cr.StageA(ChainViterbi(), ChainScribblePotts(potts_weight=2.0), CrossEntropy(), "auto", max_changed=0.25)
+    proposal = stage_a.propose(logits, batch)
+    for i in range(2):
+        changed = changed_fraction(proposal.targets[i], logits[i].argmax(-1), free_pixels(seeds[i]))
+        assert changed <= 0.25 or proposal.report.betas[i] == BetaSearch().high
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"trust_weight": "auto", "max_changed": 0.0}, ValueError, r"max_changed: expected a fraction in \(0, 1\]"),
+        ({"trust_weight": "auto", "max_changed": -0.1}, ValueError, "max_changed: expected a fraction"),
+        ({"trust_weight": "auto", "max_changed": 1.5}, ValueError, "got 1.5"),
+        ({"trust_weight": "auto", "max_changed": math.nan}, ValueError, "got nan"),
+        ({"trust_weight": "auto", "max_changed": math.inf}, ValueError, "got inf"),
+        ({"trust_weight": "auto", "max_changed": True}, TypeError, "max_changed: expected a fraction"),
+        ({"trust_weight": "auto", "max_changed": "0.1"}, TypeError, "got str"),
+        ({"trust_weight": "Auto"}, ValueError, "trust_weight: expected a number >= 0 or 'auto', got 'Auto'"),
+        ({"trust_weight": "adaptive"}, ValueError, "trust_weight: expected a number >= 0 or 'auto'"),
+        ({"trust_weight": 2.0, "max_changed": 0.1}, ValueError, "max_changed: only used with trust_weight='auto'"),
+        ({"trust_weight": 2.0, "beta_search": BetaSearch()}, ValueError, "beta_search: only used with"),
+        ({"trust_weight": "auto", "beta_search": (1, 2)}, TypeError, "beta_search: expected a chainrule2"),
+        ({"trust_weight": -1.0}, ValueError, "trust_weight: expected a finite number >= 0"),
+    ],
+)
+def test_bad_values_get_a_clear_error(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), **kwargs)
+
+
+def test_max_changed_one_accepts_any_beta_and_picks_the_lowest_query():
+    logits, batch = _grid(np.random.default_rng(6))
+    search = BetaSearch(low=1.0, high=16.0, solves=2)
+    assert _auto(1.0, search).propose(logits, batch).report.betas == (2.0, 2.0)
+
+
+def _grid(rng, n=2, h=8, w=9, c=3):
+    logits = rng.normal(size=(n, h, w, c)) * 2
+    seeds = np.full((n, h, w), cr.UNLABELED)
+    seeds[:, 0, 0], seeds[:, -1, -1], seeds[:, 3, 4] = 0, 1, 2
+    images = rng.uniform(0, 255, size=(n, h, w, 3))
+    return logits, cr.Batch(None, seeds, images=images, ids=tuple(f"i{k}" for k in range(n)))
