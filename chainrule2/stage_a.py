@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array
 
-from chainrule2._validation import check_choice, check_logits, check_num_classes, check_positive
-from chainrule2.base import Batch, Proposal, StageAReport, as_items
+from chainrule2.base import Batch, Divergence, Loss, Proposal, StageAReport, Subproblem, as_items
 from chainrule2.constants import IGNORED_LABELS
 from chainrule2.divergences import softmax
-from chainrule2.solvers.base import SolveFailure, solve_batch
+from chainrule2.solvers.base import BatchSolver, SolveFailure, solve_batch
 from chainrule2.trust_radius import (
     DEFAULT_MAX_CHANGED,
     BetaSearch,
@@ -202,10 +201,10 @@ class StageA:
         may relabel from the network's arg-max; ``None`` =
         :data:`~chainrule2.trust_radius.DEFAULT_MAX_CHANGED`.
     beta_search : BetaSearch or None
-        Only with ``trust_weight="auto"``: the search's β range and number of solves (each one
-        warm-started from the previous solution); ``None`` = :class:`~chainrule2.trust_radius.BetaSearch`'s
-        defaults (2^-6 to 2^10, 6 solves). If even the upper β relabels more than τ, the item
-        gets that β and its solution (logged).
+        Only with ``trust_weight="auto"``: the search's β range, number of solves and where each
+        solve starts; ``None`` = :class:`~chainrule2.trust_radius.BetaSearch`'s defaults (2^-6 to
+        2^10, 6 solves, each from ``initial`` like a fixed-β stage A). If even the upper β
+        relabels more than τ, the item gets that β and its solution (logged).
 
     Examples
     --------
@@ -220,11 +219,11 @@ class StageA:
     (1, 4)
     """
 
-    solver: Any
-    loss: Any
-    trust_divergence: Any
+    solver: Subproblem
+    loss: Loss
+    trust_divergence: Divergence
     trust_weight: float | str
-    batch_solver: Any = None
+    batch_solver: BatchSolver | None = None
     on_failure: str = "raise"
     max_changed: float | None = None
     beta_search: BetaSearch | None = None
@@ -403,7 +402,8 @@ class StageA:
                     references[i] = self._reference(energies[i], logits[i])
                 measure = changed_fraction(hard_labels(states[i].solution), references[i], free[i])
                 searches[i].tell(beta, measure, (energies[i], states[i]))
-                warm[i] = states[i].solution
+                if search.warm_start == "previous":
+                    warm[i] = states[i].solution
         chosen_energies: list[Any] = [None] * n
         chosen_states: list[Any] = [None] * n
         betas = [math.nan] * n

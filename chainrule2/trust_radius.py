@@ -9,8 +9,9 @@ labels stage A may use and ``F`` the item's free pixels (neither a seed nor padd
     β*(τ) = the smallest β in [low, high] with changed(x*(β)) ≤ τ,
 
 i.e. the largest region in which stage A relabels at most a fraction τ of the free pixels. β* is
-found by bisection in log β (:class:`BetaSearch`): a fixed number of solves, each warm-started
-from the previous solve's solution. The constraint holds for the returned solution by
+found by bisection in log β (:class:`BetaSearch`): a fixed number of solves, each started from
+the caller's warm start (``warm_start="initial"``, the default: every query is exactly a fixed-β
+stage A at its β) or from the previous query's solution (``"previous"``). The constraint holds for the returned solution by
 construction (it is one of the solutions evaluated); if even ``high`` cannot meet it, the search
 returns ``high`` and its solution with ``met=False``. docs/concepts.md states why this rule.
 
@@ -40,6 +41,7 @@ from chainrule2.constants import UNLABELED
 
 __all__ = [
     "DEFAULT_MAX_CHANGED",
+    "WARM_STARTS",
     "BetaChoice",
     "BetaSearch",
     "Bisection",
@@ -54,6 +56,9 @@ __all__ = [
 #: τ of ``StageA(trust_weight="auto")`` when ``max_changed`` is not given (chosen on the validation
 #: splits of docs/results.md, "Adaptive trust region").
 DEFAULT_MAX_CHANGED = 0.1
+
+#: Where each query of the search starts: the caller's ``initial`` or the previous query's solution.
+WARM_STARTS = ("initial", "previous")
 
 
 def check_max_changed(value: Any, name: str = "max_changed") -> float:
@@ -117,11 +122,19 @@ class BetaSearch:
         96 px (16) and the paper's 0.05 at ≈500 px.
     solves : int
         Bisection steps (≥ 1).
+    warm_start : {"initial", "previous"}
+        Where each query's solve starts. ``"initial"`` (default): from the caller's warm start (for
+        :class:`~chainrule2.StageA`: ``initial``, e.g. the cached previous labels, or cold), so each
+        query is exactly the fixed-β stage A at its β and ``changed(x*(β))`` is a function of β
+        alone. ``"previous"``: from the previous query's solution (fewer sweeps per solve, but
+        alpha-expansion from a labelling found at another β stays in its local minimum: measured
+        worse in docs/results.md, and it loses the exact two-label cut of a cold start).
     """
 
     low: float = 2.0**-6
     high: float = 2.0**10
     solves: int = 6
+    warm_start: str = "initial"
 
     def __post_init__(self) -> None:
         low = _check_beta(self.low, "low")
@@ -129,6 +142,8 @@ class BetaSearch:
         if not low < high:
             raise ValueError(f"high: expected a number > low = {low!r}, got {high!r}")
         check_int(self.solves, "solves", minimum=1)
+        if self.warm_start not in WARM_STARTS:
+            raise ValueError(f"warm_start: expected one of {WARM_STARTS}, got {self.warm_start!r}")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
 
@@ -225,8 +240,9 @@ def search_beta(
 ) -> BetaChoice:
     """One item's search: ``evaluate(beta, warm_start) -> (state, measure)`` at each query.
 
-    ``warm_start`` is ``initial`` for the first query, then ``warm(state)`` of the previous
-    query's state (default: the state itself). Returns the :class:`BetaChoice`.
+    ``warm_start`` is ``initial`` for every query (``search.warm_start="initial"``) or, with
+    ``"previous"``, for the first query and then ``warm(state)`` of the previous query's state
+    (default: the state itself). Returns the :class:`BetaChoice`.
 
     >>> def evaluate(beta, warm):                 # a measure that falls with β: changed = 1/β
     ...     return f"solution at {beta:g}", 1.0 / beta
@@ -242,7 +258,8 @@ def search_beta(
     while (beta := state_machine.next_beta) is not None:
         state, measure = evaluate(beta, start)
         state_machine.tell(beta, measure, state)
-        start = state if warm is None else warm(state)
+        if search.warm_start == "previous":
+            start = state if warm is None else warm(state)
     return state_machine.result()
 
 

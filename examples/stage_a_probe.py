@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-changed", type=float, nargs="+", default=None, metavar="TAU",
                    help="tau of the auto rule: the fraction of free pixels stage A may relabel from the network's "
                         "arg-max (default: chainrule2.trust_radius.DEFAULT_MAX_CHANGED)")  # fmt: skip
+    p.add_argument("--warm-start", choices=("initial", "previous"), default="initial",
+                   help="where each solve of the auto rule's search starts (chainrule2.BetaSearch.warm_start)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=0,
                    help="time stage A with the best fixed beta and with auto (the first tau), this many times each")  # fmt: skip
     p.add_argument("--network", choices=("unet", "deeplabv3plus"), default="unet")
@@ -118,7 +120,9 @@ def probe(args: argparse.Namespace, command: str) -> dict:
         "checkpoint": args.checkpoint,
         "command": command,
         "network_val_miou": 100 * data.evaluate(pairs, num_classes).miou,
+        "warm_start": args.warm_start,
     }
+    search = cr.BetaSearch(warm_start=args.warm_start)
     loss = ScribblePotts(potts_weight=args.potts_weight)
     solver = AlphaExpansion(max_sweeps=5)
 
@@ -154,7 +158,9 @@ def probe(args: argparse.Namespace, command: str) -> dict:
     if args.trust_weight == "auto":
         taus = args.max_changed or [DEFAULT_MAX_CHANGED]
         for tau in taus:
-            runs = run(cr.StageA(solver, loss, CrossEntropy(), trust_weight="auto", max_changed=tau))
+            runs = run(
+                cr.StageA(solver, loss, CrossEntropy(), trust_weight="auto", max_changed=tau, beta_search=search)
+            )
             miou, changed, excess = summarise(runs)
             result[_tau_key(tau)] = miou
             result[f"changed_median_auto_tau_{tau:g}"] = changed
@@ -165,7 +171,7 @@ def probe(args: argparse.Namespace, command: str) -> dict:
     if args.repeats and taus:
         best = max(args.betas, key=lambda b: result[_beta_key(b)])
         fixed = cr.StageA(solver, loss, CrossEntropy(), trust_weight=best)
-        auto = cr.StageA(solver, loss, CrossEntropy(), trust_weight="auto", max_changed=taus[0])
+        auto = cr.StageA(solver, loss, CrossEntropy(), trust_weight="auto", max_changed=taus[0], beta_search=search)
         seconds: dict[str, list[float]] = {"fixed": [], "auto": []}
         for _ in range(args.repeats):
             for name, stage_a in (("fixed", fixed), ("auto", auto)):
@@ -183,6 +189,12 @@ def probe(args: argparse.Namespace, command: str) -> dict:
             "ratio_of_medians": statistics.median(seconds["auto"]) / statistics.median(seconds["fixed"]),
         }
     return result
+
+
+def _name(r: dict) -> str:
+    """A result's row name: data set and size (and the search's warm start when not the default)."""
+    warm = r.get("warm_start", "initial")
+    return f"{r['dataset']} {r['size']} px" + ("" if warm == "initial" else f", warm start {warm}")
 
 
 def table(results: list[dict]) -> str:
@@ -206,7 +218,7 @@ def table(results: list[dict]) -> str:
     for r in sorted(results, key=lambda r: (r["dataset"], r["size"])):
         betas = sorted(float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_"))
         best = max(betas, key=lambda b: r[_beta_key(b)])
-        row = [f"{r['dataset']} {r['size']} px", str(r["val_images"]), f"{r['network_val_miou']:.1f}", f"{best:g}",
+        row = [_name(r), str(r["val_images"]), f"{r['network_val_miou']:.1f}", f"{best:g}",
                f"{r[_beta_key(best)]:.1f}"]  # fmt: skip
         if one is not None:
             row.append(f"{r[_beta_key(one)]:.1f} ({r[_beta_key(one)] - r[_beta_key(best)]:+.1f})")
@@ -235,7 +247,7 @@ def table(results: list[dict]) -> str:
                 cells.append(f"{r[_beta_key(b)]:.1f} ({100 * changed:.0f} %)")
             else:
                 cells.append("–")
-        sweep.append(f"| {r['dataset']} {r['size']} px | " + " | ".join(cells) + " |")
+        sweep.append(f"| {_name(r)} | " + " | ".join(cells) + " |")
     timing = [r for r in results if "timing" in r]
     if timing:
         sweep += ["", "| data set | fixed β | τ | runs | fixed s (median) | auto s (median) | auto / fixed |",
@@ -244,7 +256,7 @@ def table(results: list[dict]) -> str:
             t = r["timing"]
             fixed, auto = statistics.median(t["fixed_solve_seconds"]), statistics.median(t["auto_solve_seconds"])
             sweep.append(
-                f"| {r['dataset']} {r['size']} px | {t['fixed_beta']:g} | {t['max_changed']:g} | {t['repeats']} | "
+                f"| {_name(r)} | {t['fixed_beta']:g} | {t['max_changed']:g} | {t['repeats']} | "
                 f"{fixed:.2f} | {auto:.2f} | {t['ratio_of_medians']:.2f} |"
             )
     return "\n".join(lines + sweep)

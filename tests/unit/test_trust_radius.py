@@ -64,16 +64,21 @@ def test_when_even_the_upper_beta_cannot_meet_the_bound_it_is_returned_flagged()
     assert choice.solves == 5 and choice.tried[-1] == (8.0, 0.9)
 
 
-def test_every_query_after_the_first_is_warm_started_from_the_previous_state():
+@pytest.mark.parametrize("warm_start", ["initial", "previous"])
+def test_each_query_starts_from_the_initial_or_from_the_previous_state(warm_start):
     starts = []
 
     def evaluate(beta, warm):
         starts.append(warm)
         return f"solved at {beta:g}", 1.0 / beta
 
-    choice = search_beta(evaluate, 0.25, BetaSearch(low=1.0, high=16.0, solves=3), initial="cache")
+    search = BetaSearch(low=1.0, high=16.0, solves=3, warm_start=warm_start)
+    choice = search_beta(evaluate, 0.25, search, initial="cache")
     assert starts[0] == "cache"
-    assert starts[1:] == [f"solved at {b:g}" for b, _ in choice.tried[:-1]]
+    if warm_start == "initial":
+        assert starts == ["cache"] * 3
+    else:
+        assert starts[1:] == [f"solved at {b:g}" for b, _ in choice.tried[:-1]]
 
 
 def test_bisection_refuses_a_wrong_tell_and_an_early_result():
@@ -101,6 +106,7 @@ def test_bisection_refuses_a_wrong_tell_and_an_early_result():
         ({"low": 2.0, "high": 2.0}, ValueError, "high: expected a number > low"),
         ({"solves": 0}, ValueError, "solves: expected an int >= 1, got 0"),
         ({"solves": 2.5}, TypeError, "solves: expected an int"),
+        ({"warm_start": "cold"}, ValueError, "warm_start: expected one of \\('initial', 'previous'\\), got 'cold'"),
         ({"low": "1"}, TypeError, "low: expected a real number, got str"),
     ],
 )
@@ -193,6 +199,23 @@ def test_auto_keeps_the_solver_contract(problem, tau):
         np.testing.assert_array_equal(proposal.targets[i][seeded], batch.seeds[i][seeded])
 
 
+@SETTINGS
+@given(problem=grid_problems(), tau=st.floats(0.02, 0.8), warm=st.booleans())
+def test_with_initial_warm_starts_auto_is_the_fixed_beta_stage_a_at_the_chosen_beta(problem, tau, warm):
+    logits, batch = problem
+    initial = None
+    if warm:  # e.g. the cached labels of an earlier stage A
+        initial = list(cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), 1.0).propose(logits, batch).targets)
+    auto = _auto(tau).propose(logits, batch, initial=initial)
+    for i, beta in enumerate(auto.report.betas):
+        one = cr.Batch(None, batch.seeds[i : i + 1], batch.images[i : i + 1])
+        fixed = cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), beta).propose(
+            logits[i : i + 1], one, initial=None if initial is None else [initial[i]]
+        )
+        np.testing.assert_array_equal(auto.targets[i], fixed.targets[0])
+        assert auto.report.traces[i] == fixed.report.traces[0]
+
+
 def test_auto_without_max_changed_uses_the_documented_default():
     logits, batch = _grid(np.random.default_rng(0))
     default = _auto().propose(logits, batch)
@@ -212,7 +235,8 @@ def test_fixed_beta_reports_no_betas_and_auto_solves_the_item_at_a_fixed_beta_fi
     assert auto.report.traces == fixed.report.traces
 
 
-def test_the_searches_of_a_batch_run_in_lockstep_warm_started_from_the_previous_round():
+@pytest.mark.parametrize("warm_start", ["initial", "previous"])
+def test_the_searches_of_a_batch_run_in_lockstep_one_batch_solver_call_per_round(warm_start):
     logits, batch = _grid(np.random.default_rng(2))
     calls = []
 
@@ -221,14 +245,18 @@ def test_the_searches_of_a_batch_run_in_lockstep_warm_started_from_the_previous_
         calls.append(([None if a is None else np.array(a) for a in initials], [s.solution for s in states]))
         return states
 
-    search = BetaSearch(low=0.25, high=64.0, solves=3)
+    search = BetaSearch(low=0.25, high=64.0, solves=3, warm_start=warm_start)
     cold = [np.asarray(a) for a in _auto(0.2, search).propose(logits, batch).targets]
     proposal = _auto(0.2, search, batch_solver=recording).propose(logits, batch, initial=[None, cold[1]])
     assert len(calls) in (3, 4)  # one batch-solver call per round (a 4th only if some item failed every query)
     assert calls[0][0][0] is None and np.array_equal(calls[0][0][1], cold[1])
     for (_, previous), (initials, _) in zip(calls[:3], calls[1:3], strict=False):  # rounds with every item
-        for start, solution in zip(initials, previous, strict=True):
-            np.testing.assert_array_equal(start, solution)
+        expected = previous if warm_start == "previous" else [None, cold[1]]
+        for start, solution in zip(initials, expected, strict=True):
+            if solution is None:
+                assert start is None
+            else:
+                np.testing.assert_array_equal(start, solution)
     assert len(proposal.report.betas) == 2
 
 
