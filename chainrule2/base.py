@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, TypeVar, runtime_checkable
 
-from chainrule2.divergences import softmax
+from chainrule2.divergences import Divergence, softmax
 
 
 class Batch(NamedTuple):
@@ -55,6 +55,13 @@ class Energy(Protocol):
         """The exact energy of ``solution`` (``inf`` where a hard constraint is violated)."""
 
 
+#: The kind of energy a solver solves (``Subproblem[GridPotts]``); a bare ``Subproblem`` solves any.
+E_contra = TypeVar("E_contra", bound="Energy", contravariant=True)
+#: The kind of model a fitter fits (``Fitter[TorchModel]``); a bare ``Fitter`` fits any.
+M_contra = TypeVar("M_contra", bound="Model", contravariant=True)
+T = TypeVar("T")
+
+
 class SolverState(NamedTuple):
     """State of a stage-A solver on one energy.
 
@@ -72,40 +79,29 @@ class SolverState(NamedTuple):
 
 
 @runtime_checkable
-class Subproblem(Protocol):
+class Subproblem(Protocol[E_contra]):
     """A stage-A solver. Pure: never mutates the energy or the initial solution.
 
     ``monotone`` promises that ``step`` never raises the energy; the contract test in
-    :mod:`chainrule2.testing` holds a solver to that promise.
+    :mod:`chainrule2.testing` holds a solver to that promise. A solver solves one kind of
+    :class:`Energy` (``AlphaExpansion`` is a ``Subproblem[GridPotts]``) and raises a ``TypeError``
+    for another; a bare ``Subproblem`` is a solver of any kind.
     """
 
-    monotone: bool
+    @property
+    def monotone(self) -> bool: ...
 
-    def init(self, energy: Energy, initial: Any = None) -> SolverState: ...
+    def init(self, energy: E_contra, initial: Any = None) -> SolverState: ...
 
-    def step(self, energy: Energy, state: SolverState) -> SolverState: ...
+    def step(self, energy: E_contra, state: SolverState) -> SolverState: ...
 
     def max_steps(self) -> int:
         """Upper bound on ``step`` calls made by :func:`run`."""
 
-    def energies(self, loss: Any, logits: Any, batch: Batch, trust_divergence: Any, trust_weight: float) -> list:
+    def energies(
+        self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+    ) -> Sequence[Energy]:
         """Build this solver's stage-A problems (one per item) from the loss and the model output."""
-
-
-@runtime_checkable
-class Divergence(Protocol):
-    """Per-pixel d(target ‖ softmax(logits)), no reduction, differentiable in ``logits``.
-
-    ``target`` is integer labels ``(N, ...)`` (254/255 give 0) or soft targets ``(N, ..., L)``.
-    """
-
-    def __call__(self, target: Any, logits: Any) -> Any: ...
-
-    def label_costs(self, logits: Any) -> Any:
-        """``d(one_hot(k) ‖ softmax(logits))`` for every label k: shape ``(N, ..., L)``."""
-
-    def gradient(self, target: Any, logits: Any) -> Any:
-        """Analytic ``∂d/∂logits`` (for models without autograd), shape ``(N, ..., L)``."""
 
 
 class FitReport(NamedTuple):
@@ -142,10 +138,14 @@ class Loss(Protocol):
 
 
 @runtime_checkable
-class Fitter(Protocol):
-    """Stage B: moves the model toward the stage-A targets under d_B; owns its optimizer."""
+class Fitter(Protocol[M_contra]):
+    """Stage B: moves the model toward the stage-A targets under d_B; owns its optimizer.
 
-    def fit(self, model: Any, batch: Batch, targets: Any) -> FitReport: ...
+    A fitter fits one kind of :class:`Model` (``OptimizerFitter`` is a ``Fitter[TorchModel]``) and
+    raises a ``TypeError`` for another; a bare ``Fitter`` fits any.
+    """
+
+    def fit(self, model: M_contra, batch: Batch, targets: Any) -> FitReport: ...
 
 
 @runtime_checkable
@@ -170,8 +170,8 @@ class Composite:
         Anything with ``predict(inputs) -> logits (N, ..., L)``.
     """
 
-    loss: Any
-    model: Any
+    loss: Loss
+    model: Model
 
     def __post_init__(self) -> None:
         if not callable(getattr(self.model, "predict", None)):
@@ -227,7 +227,7 @@ class StepReport(NamedTuple):
     targets: Any
 
 
-def as_items(x: Sequence[Any] | None, n: int, name: str) -> list:
+def as_items(x: Sequence[T] | None, n: int, name: str) -> list[T | None]:
     """Per-item list of optional values (``None`` -> ``[None] * n``)."""
     if x is None:
         return [None] * n

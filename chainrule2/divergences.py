@@ -27,12 +27,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from array_api_compat import array_namespace, device
 
-from chainrule2._validation import check_choice, check_labels, check_logits, check_num_classes
 from chainrule2.constants import PADDING
+from chainrule2.validation import (
+    check_choice,
+    check_error_prob,
+    check_int,
+    check_labels,
+    check_logits,
+    check_num_classes,
+)
 
 __all__ = [
     "CrossEntropy",
@@ -44,6 +51,23 @@ __all__ = [
     "softmax",
     "robust_log_likelihood",
 ]
+
+
+@runtime_checkable
+class Divergence(Protocol):
+    """Per-pixel d(target ‖ softmax(logits)), no reduction, differentiable in ``logits``.
+
+    ``target`` is integer labels ``(N, ...)`` (254/255 give 0) or soft targets ``(N, ..., L)``.
+    (Defined here, beside the divergences, and exported as ``chainrule2.Divergence``.)
+    """
+
+    def __call__(self, target: Any, logits: Any) -> Any: ...
+
+    def label_costs(self, logits: Any) -> Any:
+        """``d(one_hot(k) ‖ softmax(logits))`` for every label k: shape ``(N, ..., L)``."""
+
+    def gradient(self, target: Any, logits: Any) -> Any:
+        """Analytic ``∂d/∂logits`` (for models without autograd), shape ``(N, ..., L)``."""
 
 
 def log_softmax(logits: Any) -> Any:
@@ -68,8 +92,9 @@ def _one_hot(labels: Any, num_labels: int, like: Any) -> tuple[Any, Any]:
 
 
 def _as_distribution(target: Any, logits: Any) -> tuple[Any, Any]:
-    """Return (soft target ``(N, ..., L)``, valid-pixel mask ``(N, ...)``) after validation."""
-    xp = check_logits(logits)
+    """(soft target ``(N, ..., L)``, valid-pixel mask ``(N, ...)``) after checking ``target``
+    against ``logits``; the logits themselves are not scanned again (the caller has checked them)."""
+    xp = array_namespace(logits)
     num_labels = int(logits.shape[-1])
     if xp.isdtype(target.dtype, "integral"):
         if tuple(target.shape) != tuple(logits.shape[:-1]):
@@ -97,21 +122,53 @@ def _xlogx(t: Any) -> Any:
     return xp.where(t > 0, t * xp.log(safe), xp.zeros_like(t))
 
 
-@dataclass(frozen=True)
-class CrossEntropy:
-    """d(t ‖ S) = −Σ_k t_k log S_k. Equals :class:`KL` plus the entropy of t (0 for one-hot t)."""
+class _CheckedDivergence:
+    """The public methods of the divergences below: check the logits once (dtype, rank, a scan for
+    NaN/inf), then run the unchecked kernels ``_value``/``_gradient`` on the target's distribution.
+
+    :class:`SeedAwareObjective` checks the logits once per call and calls the kernels directly.
+    """
+
+    def _logits(self, logits: Any) -> Any:
+        """The logits as the kernels take them, after the checks that need no scan (a class count)."""
+        return logits
+
+    def _value(self, t: Any, valid: Any, logits: Any) -> Any:
+        raise NotImplementedError
+
+    def _gradient(self, t: Any, valid: Any, logits: Any) -> Any:
+        raise NotImplementedError
+
+    def _label_costs(self, logits: Any) -> Any:
+        raise NotImplementedError
 
     def __call__(self, target: Any, logits: Any) -> Any:
-        t, valid = _as_distribution(target, logits)
-        xp = array_namespace(logits)
-        return -xp.sum(t * log_softmax(logits), axis=-1) * valid
+        check_logits(logits)
+        logits = self._logits(logits)
+        return self._value(*_as_distribution(target, logits), logits)
 
     def label_costs(self, logits: Any) -> Any:
         check_logits(logits)
-        return -log_softmax(logits)
+        return self._label_costs(self._logits(logits))
 
     def gradient(self, target: Any, logits: Any) -> Any:
-        t, valid = _as_distribution(target, logits)
+        check_logits(logits)
+        logits = self._logits(logits)
+        return self._gradient(*_as_distribution(target, logits), logits)
+
+
+@dataclass(frozen=True)
+class CrossEntropy(_CheckedDivergence):
+    """d(t ‖ S) = −Σ_k t_k log S_k. Equals :class:`KL` plus the entropy of t (0 for one-hot t)."""
+
+    def _value(self, t: Any, valid: Any, logits: Any) -> Any:
+        xp = array_namespace(logits)
+        return -xp.sum(t * log_softmax(logits), axis=-1) * valid
+
+    def _label_costs(self, logits: Any) -> Any:
+        return -log_softmax(logits)
+
+    def _gradient(self, t: Any, valid: Any, logits: Any) -> Any:
         xp = array_namespace(logits)
         return (softmax(logits) * xp.sum(t, axis=-1, keepdims=True) - t) * valid[..., None]
 
@@ -120,29 +177,25 @@ class CrossEntropy:
 class KL(CrossEntropy):
     """d(t ‖ S) = Σ_k t_k log(t_k / S_k); zero iff S = t. Same gradient and label costs as CE."""
 
-    def __call__(self, target: Any, logits: Any) -> Any:
-        t, valid = _as_distribution(target, logits)
+    def _value(self, t: Any, valid: Any, logits: Any) -> Any:
         xp = array_namespace(logits)
         return xp.sum(_xlogx(t) - t * log_softmax(logits), axis=-1) * valid
 
 
 @dataclass(frozen=True)
-class Squared:
+class Squared(_CheckedDivergence):
     """Euclidean on probabilities: d(t ‖ S) = ½ ‖t − S‖². With it, stage B is plain back-propagation."""
 
-    def __call__(self, target: Any, logits: Any) -> Any:
-        t, valid = _as_distribution(target, logits)
+    def _value(self, t: Any, valid: Any, logits: Any) -> Any:
         xp = array_namespace(logits)
         return 0.5 * xp.sum((t - softmax(logits)) ** 2, axis=-1) * valid
 
-    def label_costs(self, logits: Any) -> Any:
-        check_logits(logits)
+    def _label_costs(self, logits: Any) -> Any:
         xp = array_namespace(logits)
         s = softmax(logits)
         return 0.5 * (xp.sum(s * s, axis=-1, keepdims=True) - 2.0 * s + 1.0)
 
-    def gradient(self, target: Any, logits: Any) -> Any:
-        t, valid = _as_distribution(target, logits)
+    def _gradient(self, t: Any, valid: Any, logits: Any) -> Any:
         xp = array_namespace(logits)
         s = softmax(logits)
         g = s - t  # ∂d/∂S, pulled back through the softmax Jacobian diag(S) − S Sᵀ
@@ -164,7 +217,7 @@ def robust_log_likelihood(logp: Any, error_prob: Any, num_classes: int) -> Any:
 
 
 @dataclass(frozen=True)
-class RobustCrossEntropy:
+class RobustCrossEntropy(_CheckedDivergence):
     """Noisy-label cross-entropy: d(t ‖ S) = −Σ_k t_k log(a + b·S_k) (PAPER.md §3).
 
     The label flips to each other class with probability ε/(C−1). Bounded above by −log a, so
@@ -182,38 +235,29 @@ class RobustCrossEntropy:
     num_classes: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 2:
-            raise ValueError(f"num_classes: expected an int >= 2, got {self.num_classes!r}")
-        upper = (self.num_classes - 1) / self.num_classes
-        if isinstance(self.error_prob, bool) or not isinstance(self.error_prob, (int, float)):
-            raise TypeError(f"error_prob: expected a float, got {type(self.error_prob).__name__}")
-        if not 0.0 < float(self.error_prob) < upper:
-            raise ValueError(
-                f"error_prob: expected a value in (0, (C-1)/C) = (0, {upper:.6g}) for "
-                f"num_classes={self.num_classes}, got {self.error_prob}"
-            )
+        check_int(self.num_classes, "num_classes", minimum=2)
+        check_error_prob(self.error_prob, self.num_classes)
 
-    def _loglik(self, logits: Any) -> Any:
-        check_logits(logits)
+    def _logits(self, logits: Any) -> Any:
         if int(logits.shape[-1]) != self.num_classes:
             raise ValueError(
                 f"logits: expected {self.num_classes} classes on the last axis (num_classes), "
                 f"got {int(logits.shape[-1])}"
             )
+        return logits
+
+    def _loglik(self, logits: Any) -> Any:
         return robust_log_likelihood(log_softmax(logits), float(self.error_prob), self.num_classes)
 
-    def __call__(self, target: Any, logits: Any) -> Any:
-        loglik = self._loglik(logits)
-        t, valid = _as_distribution(target, logits)
+    def _value(self, t: Any, valid: Any, logits: Any) -> Any:
         xp = array_namespace(logits)
-        return -xp.sum(t * loglik, axis=-1) * valid
+        return -xp.sum(t * self._loglik(logits), axis=-1) * valid
 
-    def label_costs(self, logits: Any) -> Any:
+    def _label_costs(self, logits: Any) -> Any:
         return -self._loglik(logits)
 
-    def gradient(self, target: Any, logits: Any) -> Any:
+    def _gradient(self, t: Any, valid: Any, logits: Any) -> Any:
         loglik = self._loglik(logits)
-        t, valid = _as_distribution(target, logits)
         xp = array_namespace(logits)
         logp = log_softmax(logits)
         # m_k = b S_k / (a + b S_k): the per-class confidence weight of PAPER.md §3.
@@ -258,8 +302,8 @@ class SeedAwareObjective:
     0.1054
     """
 
-    divergence: Any
-    seed_divergence: Any = CrossEntropy()
+    divergence: Divergence | None
+    seed_divergence: Divergence | None = CrossEntropy()
     normalization: str = "official"
 
     def __post_init__(self) -> None:
@@ -318,11 +362,12 @@ class SeedAwareObjective:
         """The scalar objective (an array of ``logits``' namespace, differentiable)."""
         is_seed, rest, xp = self._masks(logits, targets, seeds)
         scale = self._scale(is_seed, rest, xp)
-        per_pixel = 0.0
+        per_pixel: Any = 0.0
         if self.divergence is not None:
-            per_pixel = self.divergence(targets, logits) * rest
+            per_pixel = _checked_term(self.divergence, "value", targets, logits) * rest
         if self.seed_divergence is not None:
-            per_pixel = per_pixel + self.seed_divergence(self._seed_labels(seeds, is_seed, xp), logits)
+            seed_labels = self._seed_labels(seeds, is_seed, xp)
+            per_pixel = per_pixel + _checked_term(self.seed_divergence, "value", seed_labels, logits, seeds=True)
         return xp.sum(per_pixel * scale)
 
     def gradient(self, logits: Any, targets: Any, seeds: Any) -> Any:
@@ -331,7 +376,26 @@ class SeedAwareObjective:
         scale = self._scale(is_seed, rest, xp)
         grad = xp.zeros_like(logits)
         if self.divergence is not None:
-            grad = self.divergence.gradient(targets, logits) * rest[..., None]
+            grad = _checked_term(self.divergence, "gradient", targets, logits) * rest[..., None]
         if self.seed_divergence is not None:
-            grad = grad + self.seed_divergence.gradient(self._seed_labels(seeds, is_seed, xp), logits)
+            seed_labels = self._seed_labels(seeds, is_seed, xp)
+            grad = grad + _checked_term(self.seed_divergence, "gradient", seed_labels, logits, seeds=True)
         return grad * (scale[..., None] if not isinstance(scale, float) else scale)
+
+
+def _checked_term(divergence: Divergence, what: str, target: Any, logits: Any, seeds: bool = False) -> Any:
+    """``divergence(target, logits)`` (``what="value"``) or its gradient, on logits the caller has checked.
+
+    The divergences of this module (unless a subclass overrides the public method) skip their own
+    scan of the logits; with ``seeds``, ``target`` is the seed labels of checked seeds and its label
+    check is skipped too. Any other divergence is called as it is.
+    """
+    public = "__call__" if what == "value" else "gradient"
+    if isinstance(divergence, _CheckedDivergence) and getattr(type(divergence), public) is getattr(
+        _CheckedDivergence, public
+    ):
+        logits = divergence._logits(logits)
+        t, valid = _one_hot(target, int(logits.shape[-1]), logits) if seeds else _as_distribution(target, logits)
+        kernel = divergence._value if what == "value" else divergence._gradient
+        return kernel(t, valid, logits)
+    return divergence(target, logits) if what == "value" else divergence.gradient(target, logits)

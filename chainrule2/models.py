@@ -4,12 +4,28 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from chainrule2._validation import check_int, check_positive
-from chainrule2.base import Batch, FitReport
+from chainrule2.base import Batch, FitReport, Model
+from chainrule2.validation import check_int, check_positive
+
+
+class GradientModel(Model, Protocol):
+    """What :class:`SGDFitter` needs of a model: ``predict``, and the gradients and the parameters it updates in place."""
+
+    def backward(self, inputs: Any, grad_logits: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def parameters(self) -> dict[str, np.ndarray]: ...
+
+
+class Objective(Protocol):
+    """What :class:`SGDFitter` needs of a stage-B objective (e.g. a :class:`~chainrule2.divergences.SeedAwareObjective`)."""
+
+    def __call__(self, logits: Any, targets: Any, seeds: Any) -> Any: ...
+
+    def gradient(self, logits: Any, targets: Any, seeds: Any) -> Any: ...
 
 
 class LinearClassifier:
@@ -66,11 +82,11 @@ class SGDFitter:
     momentum buffers are the fitter's state, like a torch optimizer's.
     """
 
-    objective: Any
+    objective: Objective
     learning_rate: float
     steps: int = 1
     momentum: float = 0.0
-    _velocity: dict = field(default_factory=dict, init=False, repr=False)
+    _velocity: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_positive(self.learning_rate, "learning_rate")
@@ -78,7 +94,7 @@ class SGDFitter:
         if not 0.0 <= self.momentum < 1.0:
             raise ValueError(f"momentum: expected a value in [0, 1), got {self.momentum}")
 
-    def fit(self, model: Any, batch: Batch, targets: Any) -> FitReport:
+    def fit(self, model: GradientModel, batch: Batch, targets: Any) -> FitReport:
         start = time.perf_counter()
         losses = []
         for _ in range(self.steps):

@@ -19,11 +19,10 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device, is_numpy_array, is_torch_array
 
-from chainrule2._validation import check_choice, check_logits, check_num_classes, check_positive
-from chainrule2.base import Batch, Proposal, StageAReport, as_items
+from chainrule2.base import Batch, Divergence, Loss, Proposal, StageAReport, Subproblem, as_items
 from chainrule2.constants import IGNORED_LABELS
 from chainrule2.divergences import softmax
-from chainrule2.solvers.base import SolveFailure, solve_batch
+from chainrule2.solvers.base import BatchSolver, SolveFailure, solve_batch
 from chainrule2.trust_radius import (
     DEFAULT_MAX_CHANGED,
     BetaSearch,
@@ -32,6 +31,7 @@ from chainrule2.trust_radius import (
     free_pixels,
     hard_labels,
 )
+from chainrule2.validation import check_choice, check_logits, check_num_classes, check_positive
 
 logger = logging.getLogger(__name__)
 
@@ -220,11 +220,11 @@ class StageA:
     (1, 4)
     """
 
-    solver: Any
-    loss: Any
-    trust_divergence: Any
+    solver: Subproblem
+    loss: Loss
+    trust_divergence: Divergence
     trust_weight: float | str
-    batch_solver: Any = None
+    batch_solver: BatchSolver | None = None
     on_failure: str = "raise"
     max_changed: float | None = None
     beta_search: BetaSearch | None = None

@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from chainrule2.base import Batch, Composite, FitReport, Proposal, StepReport
+from chainrule2.base import Batch, Composite, Divergence, FitReport, Fitter, Loss, Proposal, StepReport, Subproblem
+from chainrule2.solvers.base import BatchSolver
 from chainrule2.stage_a import StageA
+from chainrule2.validation import check_instance
 
 
 def _items(x: Any) -> int | None:
@@ -45,25 +47,22 @@ class TrustRegion:
     solver + RobustCrossEntropy d_B + many steps is the robust trust region.
     """
 
-    stage_a: Any
-    stage_b: Any
-    trust_divergence: Any
+    stage_a: Subproblem
+    stage_b: Fitter
+    trust_divergence: Divergence
     trust_weight: float
-    batch_solver: Any = None
+    batch_solver: BatchSolver | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.stage_b, type):  # the class has a fit function too
-            raise TypeError(
-                f"stage_b: expected an instance, got the class {self.stage_b.__name__}; "
-                f"call it: {self.stage_b.__name__}(...)"
-            )
+        check_instance(self.stage_b, "stage_b", call="(...)")  # the class has a fit function too
         if not callable(getattr(self.stage_b, "fit", None)):
             raise TypeError(
                 f"stage_b: expected a Fitter with fit(model, batch, targets), got {type(self.stage_b).__name__}"
             )
-        self.stage_a_for(None)  # β, the solver, d_A and batch_solver are checked where StageA checks them
+        # β, the solver, d_A and batch_solver are checked where StageA checks them (the loss comes with each batch)
+        self.stage_a_for(cast(Loss, None))
 
-    def stage_a_for(self, loss: Any) -> StageA:
+    def stage_a_for(self, loss: Loss) -> StageA:
         """The :class:`~chainrule2.StageA` of this trust region for ``loss``."""
         try:
             return StageA(self.stage_a, loss, self.trust_divergence, self.trust_weight, self.batch_solver)

@@ -20,6 +20,7 @@ SECTIONS = [
     ("chainrule2.solvers", None, "Stage-A solvers"),
     ("chainrule2.models", ["LinearClassifier", "SGDFitter"], "NumPy model and fitter"),
     ("chainrule2.testing", None, "Testing (public)"),
+    ("chainrule2.validation", None, "Argument checks (shared by the core and the adapter)"),
     ("chainrule2_torch", None, "PyTorch adapter"),
     ("chainrule2_torch.data", None, "PyTorch adapter: data, metrics, panels"),
 ]

@@ -72,7 +72,13 @@ LAYERS = [
                 ("base", ["base"], "Batch, SolverState, the protocols"),
             ],
             [("divergences", ["divergences"], "CrossEntropy, KL, Squared, RobustCrossEntropy, SeedAwareObjective")],
-            [("_validation, constants", ["_validation", "constants"], "check_*: argument, expected, got; 254/255")],
+            [
+                (
+                    "validation, constants",
+                    ["validation", "_validation", "constants"],
+                    "check_*: argument, expected, got; 254/255",
+                )
+            ],
         ],
     ),
     (

@@ -13,13 +13,15 @@ import contextlib
 import logging
 import math
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from chainrule2.base import Batch, FitReport
 from chainrule2.divergences import log_softmax, robust_log_likelihood
+from chainrule2.validation import check_choice, check_error_prob, check_int, check_positive
 from chainrule2_torch.model import TorchModel, as_tensor
 
 logger = logging.getLogger(__name__)
@@ -55,18 +57,12 @@ class LearnedErrorRobustCE(torch.nn.Module):
     0.5
     """
 
-    def __init__(self, num_classes: int, error_prob: float = 0.5, parametrization: str = "uniform"):
+    def __init__(self, num_classes: int, error_prob: float = 0.5, parametrization: str = "uniform") -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes: expected an int >= 2, got {num_classes!r}")
-        if parametrization not in ("uniform", "flip"):
-            raise ValueError(f"parametrization: expected one of ('uniform', 'flip'), got {parametrization!r}")
+        check_int(num_classes, "num_classes", minimum=2)
+        check_choice(parametrization, "parametrization", ("uniform", "flip"))
+        check_error_prob(error_prob, num_classes)
         upper = (num_classes - 1) / num_classes
-        if isinstance(error_prob, bool) or not isinstance(error_prob, (int, float)) or not 0 < error_prob < upper:
-            raise ValueError(
-                f"error_prob: expected a value in (0, (C-1)/C) = (0, {upper:.6g}) for num_classes={num_classes}, "
-                f"got {error_prob!r}"
-            )
         self.num_classes = num_classes
         self.parametrization = parametrization
         self._upper = upper
@@ -109,7 +105,22 @@ class LearnedErrorRobustCE(torch.nn.Module):
         return grad
 
 
-def _learnable_modules(objective: Any) -> list[torch.nn.Module]:
+class Scheduler(Protocol):
+    """What :class:`OptimizerFitter` needs of a learning-rate scheduler (those of ``torch.optim.lr_scheduler``
+    that step without a metric)."""
+
+    def step(self) -> object: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None: ...
+
+
+#: ``objective(logits (N, H, W, L), targets, seeds (N, H, W)) -> scalar tensor``.
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _learnable_modules(objective: object) -> list[torch.nn.Module]:
     found = []
     inner = getattr(objective, "objective", None)  # SeedAwareLoss wraps a SeedAwareObjective
     for obj in (
@@ -162,41 +173,39 @@ class OptimizerFitter:
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
-        objective: Any,
+        objective: Objective,
         steps: int = 1,
-        scheduler: Any = None,
+        scheduler: Scheduler | None = None,
         amp: bool | str = False,
         grad_clip: float | None = None,
         error_lr: float | None = None,
-    ):
+    ) -> None:
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise TypeError(f"optimizer: expected a torch.optim.Optimizer, got {type(optimizer).__name__}")
         if not callable(objective):
             raise TypeError(
                 f"objective: expected a callable objective(logits, targets, seeds), got {type(objective).__name__}"
             )
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected an int >= 1, got {steps!r}")
+        check_int(steps, "steps")
         if scheduler is not None and not callable(getattr(scheduler, "step", None)):
             raise TypeError(f"scheduler: expected a torch LR scheduler with step(), got {type(scheduler).__name__}")
         if amp is True:
             amp = "bf16"
         if amp is not False and amp not in AMP_DTYPES:
             raise ValueError(f"amp: expected False, True, 'bf16' or 'fp16', got {amp!r}")
-        if grad_clip is not None and (isinstance(grad_clip, bool) or not grad_clip > 0):
-            raise ValueError(f"grad_clip: expected None or a number > 0, got {grad_clip!r}")
+        check_positive(grad_clip, "grad_clip", allow_none=True)
         self.optimizer = optimizer
         self.objective = objective
         self.steps = steps
         self.scheduler = scheduler
         self.amp = amp
         self.grad_clip = grad_clip
-        self._scaler = None
+        self._scaler: torch.amp.GradScaler | None = None
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         for module in _learnable_modules(objective):
             new = [p for p in module.parameters() if p.requires_grad and id(p) not in held]
             if new:
-                group = {"params": new}
+                group: dict[str, Any] = {"params": new}
                 if error_lr is not None:
                     group["lr"] = float(error_lr)
                 optimizer.add_param_group(group)
@@ -208,7 +217,7 @@ class OptimizerFitter:
             f"steps={self.steps}, amp={self.amp!r}, grad_clip={self.grad_clip})"
         )
 
-    def _autocast(self, device: torch.device):
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
         if self.amp is False:
             return contextlib.nullcontext()
         if device.type != "cuda":
@@ -286,7 +295,7 @@ class OptimizerFitter:
 
     def state_dict(self) -> dict:
         """Optimizer, scheduler, grad scaler and learned-ε state (for checkpoints)."""
-        state = {"optimizer": self.optimizer.state_dict()}
+        state: dict[str, Any] = {"optimizer": self.optimizer.state_dict()}
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
         if self._scaler is not None:

@@ -8,6 +8,7 @@ so the wrapper converts NCHW -> NHWC once, in one place.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -77,7 +78,7 @@ class TorchModel:
     def __repr__(self) -> str:
         return f"TorchModel(network={type(self.network).__name__}, device={str(self.device)!r})"
 
-    def parameters(self):
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
         """The network's parameters (for building an optimizer)."""
         return self.network.parameters()
 

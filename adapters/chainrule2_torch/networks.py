@@ -11,11 +11,14 @@ with ``backbone_weights=path``.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from chainrule2.validation import check_int
 
 __all__ = ["UNet", "DeepLabV3Plus", "MobileNetV2Features", "build_network", "load_weights"]
 
@@ -55,9 +58,8 @@ def load_weights(module: nn.Module, path: str | os.PathLike, name: str = "weight
 
 
 def _check_channels(in_channels: int, num_classes: int) -> None:
-    for value, name, low in ((in_channels, "in_channels", 1), (num_classes, "num_classes", 2)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    check_int(in_channels, "in_channels", minimum=1)
+    check_int(num_classes, "num_classes", minimum=2)
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -95,14 +97,17 @@ class UNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int = 3, num_classes: int = 2, width: int = 16, depth: int = 3, weights: Any = None
-    ):
+        self,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        width: int = 16,
+        depth: int = 3,
+        weights: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__()
         _check_channels(in_channels, num_classes)
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width: expected an int >= 1, got {width!r}")
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth: expected an int >= 1, got {depth!r}")
+        check_int(width, "width")
+        check_int(depth, "depth")
         chans = [width * 2**i for i in range(depth + 1)]
         self.down = nn.ModuleList(
             [_block(in_channels, chans[0])] + [_block(chans[i], chans[i + 1]) for i in range(depth)]
@@ -192,7 +197,7 @@ class MobileNetV2Features(nn.Module):
         self.low_level_index = 3  # output of features[3]: stride 4, 24 channels
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = None
+        low = x  # replaced by the output of features[low_level_index]
         for i, layer in enumerate(self.features):
             x = layer(x)
             if i == self.low_level_index:
@@ -250,9 +255,9 @@ class DeepLabV3Plus(nn.Module):
         in_channels: int = 3,
         num_classes: int = 21,
         output_stride: int = 16,
-        weights: Any = None,
-        backbone_weights: Any = None,
-    ):
+        weights: str | os.PathLike | None = None,
+        backbone_weights: str | os.PathLike | None = None,
+    ) -> None:
         super().__init__()
         _check_channels(in_channels, num_classes)
         self.backbone = MobileNetV2Features(in_channels, output_stride)
@@ -272,13 +277,13 @@ class DeepLabV3Plus(nn.Module):
         if weights is not None:
             load_weights(self, weights)
 
-    def head_parameters(self):
+    def head_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters outside the backbone (the paper uses ×10 their learning rate)."""
         for name, p in self.named_parameters():
             if not name.startswith("backbone."):
                 yield p
 
-    def backbone_parameters(self):
+    def backbone_parameters(self) -> Iterator[nn.Parameter]:
         return self.backbone.parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -293,7 +298,9 @@ class DeepLabV3Plus(nn.Module):
 NETWORKS = ("unet", "deeplabv3plus")
 
 
-def build_network(name: str, in_channels: int, num_classes: int, weights: Any = None, **kwargs: Any) -> nn.Module:
+def build_network(
+    name: str, in_channels: int, num_classes: int, weights: str | os.PathLike | None = None, **kwargs: Any
+) -> nn.Module:
     """``"unet"`` or ``"deeplabv3plus"`` by name (the example's ``--network``)."""
     if name == "unet":
         return UNet(in_channels, num_classes, weights=weights, **kwargs)

@@ -11,20 +11,35 @@ a scalar loss out; targets and seeds may be numpy or torch, on any device.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from chainrule2.constants import PADDING, UNLABELED
-from chainrule2.divergences import CrossEntropy, SeedAwareObjective
+from chainrule2.divergences import CrossEntropy, Divergence, SeedAwareObjective
+from chainrule2.validation import check_axis, check_int
 
 __all__ = ["SeedAwareLoss", "RelaxedPottsLoss", "output_logits", "class_axis_last"]
 
 CLEAN_CE = CrossEntropy()  #: the default loss on seed pixels
 
 
-def output_logits(output: Any) -> torch.Tensor:
+class RelaxedPairwise(Protocol):
+    """What :class:`RelaxedPottsLoss` needs of its loss (e.g. :class:`chainrule2.losses.ScribblePotts`)."""
+
+    def pairwise(self, image: Any, seeds: Any) -> np.ndarray: ...
+
+    def value_from_weights(self, probs: Any, seeds: Any, costs: Any) -> Any: ...
+
+
+#: A model's output: the logits, or torchvision's ``{"out": logits, ...}``.
+Output = torch.Tensor | dict[str, torch.Tensor]
+#: Labels or soft targets, host numpy or a tensor on any device.
+Labels = np.ndarray | torch.Tensor
+
+
+def output_logits(output: Output) -> torch.Tensor:
     """The logits tensor of a model's output: the tensor itself, or ``output["out"]`` (torchvision)."""
     if isinstance(output, dict):
         if "out" not in output:
@@ -46,8 +61,7 @@ def class_axis_last(logits: torch.Tensor, class_axis: int, spatial: tuple[int, .
     ndim = logits.ndim
     if ndim < 2:
         raise ValueError(f"output: expected logits (N, C, H, W) or (N, H, W, C), got shape {tuple(logits.shape)}")
-    if isinstance(class_axis, bool) or not isinstance(class_axis, int) or not -ndim <= class_axis < ndim:
-        raise ValueError(f"class_axis: expected an int in [-{ndim}, {ndim}), got {class_axis!r}")
+    check_axis(class_axis, ndim, "class_axis")
     moved = logits.movedim(class_axis, -1)
     if spatial is None or tuple(moved.shape[:-1]) == tuple(spatial):
         return moved
@@ -63,7 +77,7 @@ def class_axis_last(logits: torch.Tensor, class_axis: int, spatial: tuple[int, .
     )
 
 
-def _tensor(x: Any, like: torch.Tensor, name: str) -> torch.Tensor:
+def _tensor(x: object, like: torch.Tensor, name: str) -> torch.Tensor:
     """``x`` (numpy or torch) as a tensor on ``like``'s device: int64 labels, or ``like``'s dtype."""
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -111,19 +125,18 @@ class SeedAwareLoss(torch.nn.Module):
 
     def __init__(
         self,
-        divergence: Any = None,
+        divergence: Divergence | None = None,
         *,
         normalization: str,
-        seed_divergence: Any = CLEAN_CE,
+        seed_divergence: Divergence | None = CLEAN_CE,
         class_axis: int = 1,
     ) -> None:
         super().__init__()
         self.objective = SeedAwareObjective(divergence, seed_divergence=seed_divergence, normalization=normalization)
-        if isinstance(class_axis, bool) or not isinstance(class_axis, int):
-            raise TypeError(f"class_axis: expected an int (1 for NCHW, -1 for class-last), got {class_axis!r}")
-        self.class_axis = class_axis
+        self.class_axis = check_int(class_axis, "class_axis", minimum=None)
         # learnable divergences (a learned ε) become sub-modules, so .parameters() and .to() see them
-        self.learned = torch.nn.ModuleList([d for d in (divergence, seed_divergence) if isinstance(d, torch.nn.Module)])
+        given: tuple[object, ...] = (divergence, seed_divergence)
+        self.learned = torch.nn.ModuleList([d for d in given if isinstance(d, torch.nn.Module)])
 
     def extra_repr(self) -> str:
         o = self.objective
@@ -132,7 +145,9 @@ class SeedAwareLoss(torch.nn.Module):
             f"seed_divergence={o.seed_divergence!r}, class_axis={self.class_axis}"
         )
 
-    def prepare(self, output: Any, targets: Any, seeds: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def prepare(
+        self, output: Output, targets: Labels | None, seeds: Labels
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Class-last logits, targets and seeds on the logits' device, checked against each other."""
         logits = output_logits(output)
         seeds_t = _tensor(seeds, logits, "seeds")
@@ -157,7 +172,7 @@ class SeedAwareLoss(torch.nn.Module):
             )
         return logits, t, seeds_t
 
-    def forward(self, output: Any, targets: Any, seeds: Any) -> torch.Tensor:
+    def forward(self, output: Output, targets: Labels | None, seeds: Labels) -> torch.Tensor:
         logits, t, s = self.prepare(output, targets, seeds)
         # float64 networks stay float64 (exactness tests); half/bf16 logits (autocast) are promoted
         logits = logits if logits.dtype == torch.float64 else logits.float()
@@ -186,7 +201,7 @@ class RelaxedPottsLoss(torch.nn.Module):
     weights.
     """
 
-    def __init__(self, loss: Any, normalization: str = "item", class_axis: int = 1) -> None:
+    def __init__(self, loss: RelaxedPairwise, normalization: str = "item", class_axis: int = 1) -> None:
         super().__init__()
         for method in ("pairwise", "value_from_weights"):
             if not callable(getattr(loss, method, None)):
@@ -194,7 +209,7 @@ class RelaxedPottsLoss(torch.nn.Module):
         self.loss = loss
         self.pce = SeedAwareLoss(None, normalization=normalization, class_axis=class_axis)
 
-    def costs(self, images: Any, seeds: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+    def costs(self, images: Labels | None, seeds: np.ndarray, like: torch.Tensor) -> torch.Tensor:
         """Edge costs ``(N, K, H, W)`` of the host images, on ``like``'s device (one copy)."""
         if images is None:
             raise ValueError("images: the relaxed Potts loss needs the images (N, H, W, C), got None")
@@ -206,14 +221,14 @@ class RelaxedPottsLoss(torch.nn.Module):
         costs = np.stack([self.loss.pairwise(images[i], seeds[i]) for i in range(images.shape[0])])
         return torch.as_tensor(costs, dtype=like.dtype, device=like.device)
 
-    def regulariser(self, logits: torch.Tensor, seeds: Any, images: Any) -> torch.Tensor:
+    def regulariser(self, logits: torch.Tensor, seeds: Labels, images: Labels | None) -> torch.Tensor:
         """Per-item λ·R(S) (relaxed), ``(N,)``, of class-last ``logits``."""
         seeds = seeds.detach().cpu().numpy() if isinstance(seeds, torch.Tensor) else np.asarray(seeds)
         unlabeled = np.where(seeds == PADDING, PADDING, UNLABELED).astype(np.int64)  # keep padding, drop the PCE
         probs = torch.softmax(logits, dim=-1)
         return self.loss.value_from_weights(probs, unlabeled, self.costs(images, seeds, logits))
 
-    def forward(self, output: Any, targets: Any, seeds: Any, images: Any = None) -> torch.Tensor:
+    def forward(self, output: Output, targets: object, seeds: Labels, images: Labels | None = None) -> torch.Tensor:
         logits, _, s = self.pce.prepare(output, None, seeds)
         logits = logits if logits.dtype == torch.float64 else logits.float()
         return self.pce.objective(logits, s, s) + self.regulariser(logits, s, images).mean()

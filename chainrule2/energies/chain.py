@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chainrule2._validation import check_labelling
 from chainrule2.constants import IGNORED_LABELS, PADDING
+from chainrule2.validation import check_labelling
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +90,7 @@ class ChainPotts:
     def value(self, solution: np.ndarray) -> float:
         x = check_labelling(solution, self.shape, self.num_labels, "solution")
         clamped = self.seed_mask()
-        if clamped.any() and np.any(x[clamped] != self.seeds[clamped]):
+        if self.seeds is not None and clamped.any() and np.any(x[clamped] != self.seeds[clamped]):
             return float("inf")
         unary, weights = self.effective()
         cost = unary[np.arange(x.size), x].sum()

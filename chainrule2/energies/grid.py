@@ -11,13 +11,14 @@ Seeds follow :mod:`chainrule2.constants`: a class id where known, 255 (unlabeled
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from chainrule2._validation import check_labelling
-from chainrule2.constants import MAX_CLASSES, PADDING, UNLABELED
+from chainrule2.constants import MAX_CLASSES, PADDING
+from chainrule2.validation import check_labelling, check_labels, check_positive
 
 N4_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
 N8_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0), (1, 1), (-1, 1))
@@ -137,12 +138,8 @@ def contrast_weights(
     offsets = neighbourhood_offsets(neighbourhood)
     shape = img.shape[:2]
     padding = _check_padding(padding_mask, shape)
-    if sigma is None:
-        sigma2 = contrast_sigma2(img, neighbourhood, padding)
-    else:
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not (math.isfinite(sigma) and sigma > 0):
-            raise ValueError(f"sigma: expected a finite number > 0 or None, got {sigma!r}")
-        sigma2 = float(sigma) ** 2
+    given = check_positive(sigma, "sigma", allow_none=True)
+    sigma2 = contrast_sigma2(img, neighbourhood, padding) if given is None else given**2
     weights = np.zeros((len(offsets),) + shape, dtype=np.float64)
     for k, offset in enumerate(offsets):
         src, dst = pair_slices(offset, shape)
@@ -176,15 +173,6 @@ def _check_real(x: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name}: expected non-negative values, got minimum {float(x.min())}")
     x.setflags(write=False)
     return x
-
-
-def _check_weight(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
-    value = float(value)
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value}")
-    return value
 
 
 @dataclass(frozen=True, eq=False)
@@ -269,8 +257,8 @@ class GridPotts:
                 f"got {weights.shape}"
             )
         weights = _check_real(weights, "weights")
-        potts_weight = _check_weight(self.potts_weight, "potts_weight")
-        edge_scale = _check_weight(self.edge_scale, "edge_scale")
+        potts_weight = check_positive(self.potts_weight, "potts_weight", allow_zero=True)
+        edge_scale = check_positive(self.edge_scale, "edge_scale", allow_zero=True)
         seeds = None
         if self.seeds is not None:
             seeds = _check_array(self.seeds, "seeds", 2, "(H, W)")
@@ -283,12 +271,10 @@ class GridPotts:
                     f"unary: expected at most {MAX_CLASSES} labels with seeds (254/255 are reserved for "
                     f"padding/unlabeled seeds), got {num_labels}"
                 )
-            bad = ~((seeds >= 0) & (seeds < num_labels) | (seeds == UNLABELED) | (seeds == PADDING))
-            if bad.any():
-                raise ValueError(f"seeds: expected labels in [0, {num_labels}) or 254/255, got {int(seeds[bad][0])}")
+            check_labels(seeds, num_labels, "seeds")
             seeds = seeds.astype(np.int64)
             seeds.setflags(write=False)
-        seed_penalty = None if self.seed_penalty is None else _check_weight(self.seed_penalty, "seed_penalty")
+        seed_penalty = check_positive(self.seed_penalty, "seed_penalty", allow_zero=True, allow_none=True)
         allowed = None
         if self.allowed_labels is not None:
             allowed = tuple(sorted({int(a) for a in self.allowed_labels}))
@@ -328,7 +314,7 @@ class GridPotts:
         return self.allowed_labels if self.allowed_labels is not None else tuple(range(self.num_labels))
 
     # --- derived arrays (computed once, read-only) ----------------------------------------------
-    def _cached(self, key: str, make: Any) -> Any:
+    def _cached(self, key: str, make: Callable[[], np.ndarray]) -> np.ndarray:
         if key not in self._cache:
             value = make()
             if isinstance(value, np.ndarray):
@@ -388,7 +374,7 @@ class GridPotts:
     def feasible(self, labels: np.ndarray) -> bool:
         """Whether ``labels`` respects the clamped seeds and the allowed labels (padding pixels are free)."""
         labels = self.check_labels(labels)
-        if self.clamped.any() and np.any(labels[self.clamped] != self.seeds[self.clamped]):
+        if self.seeds is not None and self.clamped.any() and np.any(labels[self.clamped] != self.seeds[self.clamped]):
             return False
         if self.allowed_labels is not None and len(self.allowed_labels) < self.num_labels:
             ok = np.isin(labels, np.asarray(self.allowed_labels)) | self.padding
@@ -426,7 +412,7 @@ class GridPotts:
             if bad.any():
                 labels[bad] = self.unary_argmin()[bad]
         clamped = self.clamped
-        if clamped.any():
+        if self.seeds is not None and clamped.any():
             labels[clamped] = self.seeds[clamped]
         return labels
 
@@ -434,6 +420,6 @@ class GridPotts:
         """``(H, W)`` int64: the cheapest allowed label of the unary per pixel, seeds respected."""
         allowed = np.asarray(self.labels)
         labels = allowed[np.argmin(self.cost_unary[:, :, allowed], axis=2)].astype(np.int64)
-        if self.clamped.any():
+        if self.seeds is not None and self.clamped.any():
             labels[self.clamped] = self.seeds[self.clamped]
         return labels

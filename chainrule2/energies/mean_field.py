@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from chainrule2._validation import check_positive
 from chainrule2.energies.grid import GridPotts, pair_slices
+from chainrule2.validation import check_positive
 
 #: How far the labels' probabilities of one pixel may sum from 1 in a distribution :meth:`value` accepts.
 SUM_TOLERANCE = 1e-6
@@ -91,7 +91,7 @@ class MeanFieldEnergy:
         if np.any(q[real][:, ~self.allowed_mask] != 0):
             return False
         clamped = grid.clamped
-        if clamped.any():
+        if grid.seeds is not None and clamped.any():
             ys, xs = np.nonzero(clamped)
             if np.any(q[ys, xs] != np.eye(self.num_labels)[grid.seeds[ys, xs]]):
                 return False

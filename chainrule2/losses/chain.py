@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from chainrule2._validation import check_positive
 from chainrule2.base import Batch
 from chainrule2.divergences import _one_hot
 from chainrule2.energies.chain import ChainPotts
+from chainrule2.validation import check_positive
 
 
 def chain_contrast_weights(signal: np.ndarray | None, length: int, sigma: float | None = None) -> np.ndarray:

@@ -9,7 +9,6 @@ import numpy as np
 from array_api_compat import array_namespace
 from array_api_compat import device as array_device
 
-from chainrule2._validation import check_choice
 from chainrule2.base import Batch
 from chainrule2.constants import PADDING
 from chainrule2.energies.grid import (
@@ -19,15 +18,9 @@ from chainrule2.energies.grid import (
     pair_mask,
     pair_slices,
 )
+from chainrule2.validation import check_choice, check_positive
 
 RELAXATIONS = ("bilinear", "squared", "tv")
-
-
-def _check_number(value: Any, name: str, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value >= 0 and value < float("inf")):
-        raise ValueError(f"{name}: expected a finite number >= 0{' or None' if allow_none else ''}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -93,13 +86,10 @@ class ScribblePotts:
     relaxation: str = "bilinear"
 
     def __post_init__(self) -> None:
-        _check_number(self.potts_weight, "potts_weight")
+        check_positive(self.potts_weight, "potts_weight", allow_zero=True)
         neighbourhood_offsets(self.neighbourhood)
-        if self.sigma is not None:
-            _check_number(self.sigma, "sigma")
-            if self.sigma == 0:
-                raise ValueError(f"sigma: expected a number > 0 or None, got {self.sigma!r}")
-        _check_number(self.seed_penalty, "seed_penalty", allow_none=True)
+        check_positive(self.sigma, "sigma", allow_none=True)
+        check_positive(self.seed_penalty, "seed_penalty", allow_zero=True, allow_none=True)
         check_choice(self.relaxation, "relaxation", RELAXATIONS)
 
     @property

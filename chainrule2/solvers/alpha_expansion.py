@@ -14,17 +14,17 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from chainrule2._validation import check_choice, check_int
 from chainrule2.base import SolverState
 from chainrule2.energies.grid import GridPotts
 from chainrule2.solvers._expansion_graph import PairLayout, binary_cut, move, pair_layout
 from chainrule2.solvers._maxflow import import_maxflow, kept_graph
 from chainrule2.solvers.base import DiscreteSubproblem, check_initial_labels, first_state, next_state
+from chainrule2.validation import check_choice, check_int
 
 logger = logging.getLogger(__name__)
 
 
-def check_grid_energy(energy: Any, solver: str) -> GridPotts:
+def check_grid_energy(energy: object, solver: str) -> GridPotts:
     if not isinstance(energy, GridPotts):
         raise TypeError(f"energy: {solver} solves a GridPotts energy, got {type(energy).__name__}")
     return energy
@@ -186,8 +186,8 @@ class AlphaExpansion(DiscreteSubproblem):
             if self.on_move is None:
                 accepted, labels, current = _try_move(energy, labels, current, alpha, maxflow, layout, graph)
             else:
-                accepted, labels, current = self._observed_move(
-                    energy, labels, current, alpha, maxflow, layout, graph, state.iteration
+                accepted, labels, current = _observed_move(
+                    self.on_move, energy, labels, current, alpha, maxflow, layout, graph, state.iteration
                 )
             failing = {alpha} if accepted else failing | {alpha}
         current = energy.value(labels)
@@ -197,24 +197,25 @@ class AlphaExpansion(DiscreteSubproblem):
         converged = failing >= set(energy.labels) or not (current < start - self.tolerance * max(1.0, abs(start)))
         return next_state(state, labels, current, converged, memo=frozenset(failing))
 
-    def _observed_move(
-        self,
-        energy: GridPotts,
-        labels: np.ndarray,
-        current: float,
-        alpha: int,
-        maxflow: Any,
-        layout: PairLayout,
-        graph: Any,
-        sweep: int,
-    ) -> tuple[bool, np.ndarray, float]:
-        """:func:`_try_move`, reported to :attr:`on_move`."""
-        nodes = int(np.count_nonzero((labels != alpha) & ~energy.clamped))
-        record: list[Any] = []
-        accepted, new, estimate = _try_move(energy, labels, current, alpha, maxflow, layout, graph, record)
-        changed, delta, build_seconds, flow_seconds = record
-        self.on_move(ExpansionMove(sweep, alpha, nodes, changed, delta, accepted, build_seconds, flow_seconds))
-        return accepted, new, estimate
+
+def _observed_move(
+    on_move: Callable[[ExpansionMove], object],
+    energy: GridPotts,
+    labels: np.ndarray,
+    current: float,
+    alpha: int,
+    maxflow: Any,
+    layout: PairLayout,
+    graph: Any,
+    sweep: int,
+) -> tuple[bool, np.ndarray, float]:
+    """:func:`_try_move`, reported to ``on_move`` (:attr:`AlphaExpansion.on_move`)."""
+    nodes = int(np.count_nonzero((labels != alpha) & ~energy.clamped))
+    record: list[Any] = []
+    accepted, new, estimate = _try_move(energy, labels, current, alpha, maxflow, layout, graph, record)
+    changed, delta, build_seconds, flow_seconds = record
+    on_move(ExpansionMove(sweep, alpha, nodes, changed, delta, accepted, build_seconds, flow_seconds))
+    return accepted, new, estimate
 
 
 def _try_move(
@@ -234,7 +235,7 @@ def _try_move(
     """
     timings: list[float] | None = None if record is None else []
     proposal, changed, delta = move(energy, labels, alpha, maxflow, layout, graph, timings)
-    if record is not None:
+    if record is not None and timings is not None:  # both or neither
         record.extend((changed, delta, *timings))
     if not changed:
         return False, labels, current

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
-from chainrule2._validation import check_choice, check_labelling, check_logits, check_positive
-from chainrule2.base import Batch, Energy, SolverState, Subproblem
+from chainrule2.base import Batch, Divergence, Energy, Loss, SolverState, Subproblem
+from chainrule2.validation import check_choice, check_labelling, check_logits, check_positive
 
 #: What a batch solver does when one item's solve raises: ``"raise"`` it, or ``"return"`` a
 #: :class:`SolveFailure` in that item's place (the other items' states are kept).
@@ -22,15 +22,22 @@ class SolveFailure(NamedTuple):
     that died, a ``BrokenProcessPool`` saying so).
     """
 
-    index: int
-    error: BaseException
+    index: int  # type: ignore[assignment]  # a NamedTuple field may shadow tuple.index (deliberate; never called)
+    error: Exception
 
     @property
     def message(self) -> str:
         return f"{type(self.error).__name__}: {self.error}"
 
 
-def run(solver: Subproblem, energy: Energy, initial: Any = None) -> SolverState:
+E = TypeVar("E", bound=Energy)
+
+#: ``batch_solver(solver, energies, initials, **options) -> one SolverState (or SolveFailure) per energy``:
+#: what :class:`~chainrule2.StageA` calls, e.g. :func:`solve_batch` or a ``ProcessBatchSolver``.
+BatchSolver = Callable[..., Sequence[SolverState | SolveFailure]]
+
+
+def run(solver: Subproblem[E], energy: E, initial: Any = None) -> SolverState:
     """Run ``solver`` on ``energy`` from ``initial`` until it converges or takes ``max_steps()`` steps."""
     state = solver.init(energy, initial)
     for _ in range(solver.max_steps()):
@@ -40,7 +47,7 @@ def run(solver: Subproblem, energy: Energy, initial: Any = None) -> SolverState:
     return state
 
 
-def paired(energies: Sequence[Energy], initials: Sequence[Any] | None) -> list[tuple[Any, Any]]:
+def paired(energies: Sequence[E], initials: Sequence[Any] | None) -> list[tuple[E, Any]]:
     """``[(energy, initial), ...]``: one warm start per energy (``None`` -> all cold)."""
     initials = [None] * len(energies) if initials is None else list(initials)
     if len(initials) != len(energies):
@@ -49,7 +56,7 @@ def paired(energies: Sequence[Energy], initials: Sequence[Any] | None) -> list[t
 
 
 def solve_batch(
-    solver: Subproblem, energies: Sequence[Energy], initials: Sequence[Any] | None = None, *, errors: str = "raise"
+    solver: Subproblem[E], energies: Sequence[E], initials: Sequence[Any] | None = None, *, errors: str = "raise"
 ) -> list[SolverState | SolveFailure]:
     """Solve one energy per batch item (serially); results are independent of the order.
 
@@ -97,16 +104,26 @@ class DiscreteSubproblem:
     The loss turns it into one exact energy per item with ``loss.energy(unary_i, batch, i)``.
     """
 
-    def energies(self, loss: Any, logits: Any, batch: Batch, trust_divergence: Any, trust_weight: float) -> list:
-        check_logits(logits)
-        check_positive(trust_weight, "trust_weight", allow_zero=True)
-        if not callable(getattr(loss, "energy", None)):
-            raise TypeError(
-                f"loss: {type(self).__name__} needs a loss with a discrete form, energy(unary, batch, index); "
-                f"{type(loss).__name__} has none"
-            )
-        unary = trust_weight * np.asarray(trust_divergence.label_costs(logits), dtype=np.float64)
-        return [loss.energy(unary[i], batch, i) for i in range(unary.shape[0])]
+    def energies(
+        self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+    ) -> list[Energy]:
+        return discrete_energies(type(self).__name__, loss, logits, batch, trust_divergence, trust_weight)
+
+
+def discrete_energies(
+    solver: str, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+) -> list[Energy]:
+    """One exact energy per item, ``loss.energy(β·label_costs(logits)[i], batch, i)``; ``solver`` names
+    the solver in the error for a loss without a discrete form."""
+    check_logits(logits)
+    check_positive(trust_weight, "trust_weight", allow_zero=True)
+    if not callable(getattr(loss, "energy", None)):
+        raise TypeError(
+            f"loss: {solver} needs a loss with a discrete form, energy(unary, batch, index); "
+            f"{type(loss).__name__} has none"
+        )
+    unary = trust_weight * np.asarray(trust_divergence.label_costs(logits), dtype=np.float64)
+    return [loss.energy(unary[i], batch, i) for i in range(unary.shape[0])]
 
 
 def check_initial_labels(initial: Any, energy: Energy, name: str = "initial") -> np.ndarray:

@@ -54,7 +54,7 @@ class ChainViterbi(DiscreteSubproblem):
     def max_steps(self) -> int:
         return 1
 
-    def _check(self, energy: Any) -> ChainPotts:
+    def _check(self, energy: object) -> ChainPotts:
         if not isinstance(energy, ChainPotts):
             raise TypeError(f"energy: ChainViterbi solves ChainPotts, got {type(energy).__name__}")
         return energy
@@ -64,7 +64,7 @@ class ChainViterbi(DiscreteSubproblem):
         if initial is None:
             start = np.argmin(energy.unary, axis=1).astype(np.int64)
             clamped = energy.seed_mask()
-            if clamped.any():
+            if energy.seeds is not None and clamped.any():
                 start[clamped] = energy.seeds[clamped]
         else:
             start = check_initial_labels(initial, energy)
@@ -74,7 +74,7 @@ class ChainViterbi(DiscreteSubproblem):
         energy = self._check(energy)
         unary, weights = energy.effective()
         clamped = energy.seed_mask()
-        if clamped.any():
+        if energy.seeds is not None and clamped.any():
             unary = unary.copy()
             forbidden = np.ones(unary.shape, dtype=bool)
             forbidden[np.flatnonzero(clamped), energy.seeds[clamped]] = False

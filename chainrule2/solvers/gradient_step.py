@@ -7,11 +7,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from chainrule2._validation import check_logits, check_positive
-from chainrule2.base import Batch, SolverState
+from chainrule2.base import Batch, Divergence, Loss, SolverState
 from chainrule2.divergences import Squared, softmax
 from chainrule2.energies.linearized import LinearizedEnergy
 from chainrule2.solvers.base import first_state, next_state
+from chainrule2.validation import check_logits, check_positive
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,9 @@ class GradientStep:
     def max_steps(self) -> int:
         return 1
 
-    def energies(self, loss: Any, logits: Any, batch: Batch, trust_divergence: Any, trust_weight: float) -> list:
+    def energies(
+        self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+    ) -> list[LinearizedEnergy]:
         check_logits(logits)
         beta = check_positive(trust_weight, "trust_weight")
         if not isinstance(trust_divergence, Squared):

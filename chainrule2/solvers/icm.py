@@ -7,12 +7,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from chainrule2._validation import check_int
 from chainrule2.base import SolverState
 from chainrule2.energies.grid import N4_OFFSETS, GridPotts, pair_slices
 from chainrule2.solvers._colouring import colour_classes
 from chainrule2.solvers.alpha_expansion import check_grid_energy
 from chainrule2.solvers.base import DiscreteSubproblem, check_initial_labels, first_state, next_state
+from chainrule2.validation import check_int
 
 
 def _local_costs(energy: GridPotts, labels: np.ndarray) -> np.ndarray:

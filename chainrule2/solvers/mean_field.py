@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
-from chainrule2._validation import check_int, check_positive
-from chainrule2.base import Batch, SolverState
+from chainrule2.base import Batch, Divergence, Loss, SolverState
+from chainrule2.energies.grid import GridPotts
 from chainrule2.energies.mean_field import MeanFieldEnergy
 from chainrule2.solvers import _colouring
-from chainrule2.solvers.base import DiscreteSubproblem, check_initial_labels, first_state, next_state
+from chainrule2.solvers.base import check_initial_labels, discrete_energies, first_state, next_state
+from chainrule2.validation import check_int, check_positive
 
 
 def colour_classes(energy: MeanFieldEnergy) -> list[np.ndarray]:
@@ -22,7 +23,7 @@ def colour_classes(energy: MeanFieldEnergy) -> list[np.ndarray]:
     return _colouring.colour_classes(energy.grid.shape, energy.grid.offsets)
 
 
-def check_mean_field_energy(energy: Any, solver: str) -> MeanFieldEnergy:
+def check_mean_field_energy(energy: object, solver: str) -> MeanFieldEnergy:
     if not isinstance(energy, MeanFieldEnergy):
         hint = " (wrap a GridPotts: MeanFieldEnergy(grid, temperature))" if type(energy).__name__ == "GridPotts" else ""
         raise TypeError(f"energy: {solver} solves a MeanFieldEnergy, got {type(energy).__name__}{hint}")
@@ -81,10 +82,12 @@ class MeanField:
     def max_steps(self) -> int:
         return self.max_sweeps
 
-    def energies(self, loss: Any, logits: Any, batch: Batch, trust_divergence: Any, trust_weight: float) -> list:
+    def energies(
+        self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+    ) -> list[MeanFieldEnergy]:
         """The loss's discrete stage-A energies (as for the discrete solvers), as free energies at ``temperature``."""
-        grids = DiscreteSubproblem.energies(self, loss, logits, batch, trust_divergence, trust_weight)
-        return [MeanFieldEnergy(grid, self.temperature) for grid in grids]
+        grids = discrete_energies(type(self).__name__, loss, logits, batch, trust_divergence, trust_weight)
+        return [MeanFieldEnergy(cast(GridPotts, grid), self.temperature) for grid in grids]  # it checks the kind
 
     def init(self, energy: MeanFieldEnergy, initial: Any = None) -> SolverState:
         """Start from ``initial`` (an ``(H, W, L)`` distribution or an ``(H, W)`` labelling, projected
@@ -129,7 +132,7 @@ def _softmin(energy: MeanFieldEnergy, cost: np.ndarray) -> np.ndarray:
 
 def _clamp(energy: MeanFieldEnergy, q: np.ndarray) -> np.ndarray:
     grid = energy.grid
-    if grid.clamped.any():
+    if grid.seeds is not None and grid.clamped.any():
         ys, xs = np.nonzero(grid.clamped)
         q[ys, xs] = np.eye(energy.num_labels)[grid.seeds[ys, xs]]
     return q

@@ -18,9 +18,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
-from chainrule2._validation import check_choice, check_int
 from chainrule2.base import Energy, SolverState, Subproblem
 from chainrule2.solvers.base import ERRORS, SolveFailure, paired, run, solve_batch
+from chainrule2.validation import check_choice, check_int
 
 logger = logging.getLogger(__name__)
 

@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import itertools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -113,15 +114,16 @@ def check_subproblem(solver: Subproblem, energy: Energy, initial: Any = None, rt
     for name, array in _arrays(energy).items():
         if not np.array_equal(array, before[name], equal_nan=True):
             raise ContractError(f"solver mutated energy.{name}")
-    if initial is not None and not np.array_equal(np.asarray(initial), start):
+    if initial is not None and start is not None and not np.array_equal(np.asarray(initial), start):
         raise ContractError("solver mutated the initial solution")
     return cold
 
 
-def brute_force_minimum(energy: Energy, labels: Any = None) -> tuple[np.ndarray, float]:
+def brute_force_minimum(energy: Energy, labels: Sequence[int] | None = None) -> tuple[np.ndarray | None, float]:
     """The exact minimiser of a discrete energy by enumeration (tiny problems only).
 
-    ``labels`` restricts the labels tried (default all ``energy.num_labels``).
+    ``labels`` restricts the labels tried (default all ``energy.num_labels``). The minimiser is
+    ``None`` (with ``inf``) when every labelling has an infinite energy.
     """
     labels = range(energy.num_labels) if labels is None else labels
     size = int(np.prod(energy.shape))

@@ -14,8 +14,6 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from hypothesis import strategies as st
 
@@ -25,7 +23,7 @@ from chainrule2.energies.grid import GridPotts, neighbourhood_offsets
 _VALUES = st.floats(0.0, 4.0, allow_nan=False, allow_infinity=False, width=64)
 
 
-def _grid(draw: Any, shape: tuple[int, ...], elements: Any = _VALUES) -> np.ndarray:
+def _grid(draw: st.DrawFn, shape: tuple[int, ...], elements: st.SearchStrategy[float] = _VALUES) -> np.ndarray:
     return np.array(
         draw(st.lists(elements, min_size=int(np.prod(shape)), max_size=int(np.prod(shape)))), dtype=np.float64
     ).reshape(shape)
@@ -33,7 +31,7 @@ def _grid(draw: Any, shape: tuple[int, ...], elements: Any = _VALUES) -> np.ndar
 
 @st.composite
 def grid_potts(
-    draw: Any,
+    draw: st.DrawFn,
     max_height: int = 3,
     max_width: int = 4,
     min_labels: int = 2,
@@ -74,7 +72,7 @@ def grid_potts(
 
 
 @st.composite
-def grid_labels(draw: Any, energy: GridPotts) -> np.ndarray:
+def grid_labels(draw: st.DrawFn, energy: GridPotts) -> np.ndarray:
     """A random labelling of ``energy``'s grid (any label in [0, L), feasible or not)."""
     h, w = energy.shape
     return np.array(
@@ -82,8 +80,8 @@ def grid_labels(draw: Any, energy: GridPotts) -> np.ndarray:
     ).reshape(h, w)
 
 
-def brute_force(energy: GridPotts) -> tuple[np.ndarray, float]:
-    """The exact minimiser by enumeration (only for tiny grids)."""
+def brute_force(energy: GridPotts) -> tuple[np.ndarray | None, float]:
+    """The exact minimiser by enumeration (only for tiny grids); ``None`` (with ``inf``) when no labelling is feasible."""
     h, w = energy.shape
     labels = np.asarray(energy.labels)
     n = h * w

@@ -11,8 +11,6 @@ Example
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -25,7 +23,9 @@ __all__ = ["chain_potts", "labels_for", "linearized", "logits", "probabilities_f
 
 
 @st.composite
-def logits(draw: Any, max_batch: int = 3, max_side: int = 4, max_labels: int = 5, scale: float = 30.0) -> np.ndarray:
+def logits(
+    draw: st.DrawFn, max_batch: int = 3, max_side: int = 4, max_labels: int = 5, scale: float = 30.0
+) -> np.ndarray:
     """Float64 logits ``(N, H, W, L)`` with entries in ``[-scale, scale]`` (large values test stability)."""
     shape = (
         draw(st.integers(1, max_batch)),
@@ -38,7 +38,7 @@ def logits(draw: Any, max_batch: int = 3, max_side: int = 4, max_labels: int = 5
 
 
 @st.composite
-def labels_for(draw: Any, logits_array: np.ndarray, ignored: bool = True) -> np.ndarray:
+def labels_for(draw: st.DrawFn, logits_array: np.ndarray, ignored: bool = True) -> np.ndarray:
     """Integer labels matching ``logits_array`` (N, ..., L): classes, plus 254/255 if ``ignored``."""
     num_labels = logits_array.shape[-1]
     codes = list(range(num_labels)) + ([UNLABELED, PADDING] if ignored else [])
@@ -46,7 +46,7 @@ def labels_for(draw: Any, logits_array: np.ndarray, ignored: bool = True) -> np.
 
 
 @st.composite
-def probabilities_for(draw: Any, logits_array: np.ndarray) -> np.ndarray:
+def probabilities_for(draw: st.DrawFn, logits_array: np.ndarray) -> np.ndarray:
     """Soft targets (rows on the simplex) shaped like ``logits_array``."""
     raw = draw(hnp.arrays(np.float64, logits_array.shape, elements=st.floats(0.0, 1.0, width=64)))
     raw = raw + 1e-3
@@ -54,7 +54,7 @@ def probabilities_for(draw: Any, logits_array: np.ndarray) -> np.ndarray:
 
 
 @st.composite
-def chain_potts(draw: Any, max_length: int = 7, max_labels: int = 3, seeds: bool = True) -> ChainPotts:
+def chain_potts(draw: st.DrawFn, max_length: int = 7, max_labels: int = 3, seeds: bool = True) -> ChainPotts:
     """A small :class:`ChainPotts` (brute-forceable), with optional seeds and padding."""
     n = draw(st.integers(1, max_length))
     num_labels = draw(st.integers(1, max_labels))
@@ -69,7 +69,7 @@ def chain_potts(draw: Any, max_length: int = 7, max_labels: int = 3, seeds: bool
 
 
 @st.composite
-def linearized(draw: Any, max_side: int = 4, max_labels: int = 4) -> LinearizedEnergy:
+def linearized(draw: st.DrawFn, max_side: int = 4, max_labels: int = 4) -> LinearizedEnergy:
     """A :class:`LinearizedEnergy` at a random point of the simplex."""
     z = draw(logits(max_batch=1, max_side=max_side, max_labels=max_labels, scale=5.0))[0]
     probs = np.exp(z - z.max(axis=-1, keepdims=True))

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 import chainrule2 as cr
-from chainrule2._validation import check_labels
 from chainrule2.divergences import CrossEntropy, RobustCrossEntropy, SeedAwareObjective, softmax
 from chainrule2.energies.grid import N4_OFFSETS, GridPotts, contrast_weights
 from chainrule2.losses import ChainScribblePotts, ScribblePotts
 from chainrule2.models import LinearClassifier, SGDFitter
 from chainrule2.solvers import ChainViterbi, ProcessBatchSolver, ThreadBatchSolver, solve_batch
+from chainrule2.validation import check_labels
 
 pytest.importorskip("maxflow")
 from chainrule2.solvers import AlphaExpansion  # noqa: E402

@@ -47,6 +47,7 @@ def _public_names() -> set[str]:
     import chainrule2.models
     import chainrule2.solvers
     import chainrule2.testing
+    import chainrule2.validation
 
     modules = [
         chainrule2,
@@ -55,6 +56,7 @@ def _public_names() -> set[str]:
         chainrule2.losses,
         chainrule2.solvers,
         chainrule2.testing,
+        chainrule2.validation,
     ]
     names = {f"chainrule2.{n}" for n in chainrule2.__all__}
     for module in modules[1:]:

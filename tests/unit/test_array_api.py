@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
+from chainrule2 import validation
 from chainrule2.divergences import (
     KL,
     CrossEntropy,
@@ -21,11 +22,6 @@ from chainrule2.divergences import (
     robust_log_likelihood,
     softmax,
 )
-
-try:  # the validators' public module, once it lands (issue 14, item 4); the private one until then
-    from chainrule2 import validation
-except ImportError:
-    from chainrule2 import _validation as validation
 
 DIVERGENCES = [CrossEntropy(), KL(), Squared(), RobustCrossEntropy(error_prob=0.3, num_classes=3)]
 NORMALIZATIONS = ("official", "mean", "item", "sum")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from ._demo import make_demo_dataset
@@ -33,7 +34,7 @@ _DATASET_DIRS = {
     "isbi2012": "isbi2012_membrane",
     "voc": "voc",
 }
-_READERS = {
+_READERS: dict[str, Callable[..., list[Sample]]] = {
     "weizmann_horse": read_weizmann_horse,
     "grabcut": read_grabcut,
     "camvid": read_camvid,
@@ -224,7 +225,7 @@ def load_splits(args: argparse.Namespace) -> tuple[list[Sample], list[Sample], l
         sup = "clicks" if supervision == "clicks" else "scribbles"
         every = make_demo_dataset(args.limit or 48, args.size, seed=args.data_seed, supervision=sup, length=args.length)
         n = len(every)
-        splits = every[: n // 2], every[n // 2 : 3 * n // 4], every[3 * n // 4 :]
+        splits: tuple[list[Sample], ...] = every[: n // 2], every[n // 2 : 3 * n // 4], every[3 * n // 4 :]
     else:
         if supervision == "auto":
             sup = {"grabcut": "real", "voc": "real", "folder": "auto"}.get(dataset, "scribbles")

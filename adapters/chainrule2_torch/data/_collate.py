@@ -100,7 +100,7 @@ def collate(
         seeds=labels([s.seeds for s in samples]),
         images=images.astype(np.float64),
         ids=tuple(s.id for s in samples),
-        targets=labels([s.target for s in samples]) if all(with_target) else None,
+        targets=labels([s.target for s in samples if s.target is not None]) if all(with_target) else None,
     )
 
 

@@ -16,7 +16,7 @@ DEMO_CLASSES = ("background", "disk", "box")
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [0, 1], ``(size, size)``: bilinear upsampling of a coarse random grid."""
     coarse = (rng.random((cells, cells)) * 255).astype(np.uint8)
-    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.BILINEAR), dtype=np.float64) / 255.0
+    return np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR), dtype=np.float64) / 255.0
 
 
 def _one(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from chainrule2.constants import PADDING, UNLABELED
+from chainrule2.validation import check_int
 from chainrule2_torch._atomic import atomic_write
 
 __all__ = ["colorize", "voc_palette", "write_panel"]
@@ -21,6 +22,7 @@ _NA_TEXT = (90, 90, 90)
 _DIM = 0.4  # the seeds tile shows the image at 40 % brightness under the strokes
 _ARGUMENTS = ("seeds", "pseudo", "prediction", "mask")
 _BILINEAR = getattr(Image, "Resampling", Image).BILINEAR  # Pillow >= 9.1, and older
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont  #: the fonts :func:`_font` returns
 
 
 def voc_palette(n: int = 256) -> np.ndarray:
@@ -50,7 +52,7 @@ def colorize(labels: np.ndarray, palette: np.ndarray | None = None) -> np.ndarra
     return pal[np.clip(labels.astype(np.int64), 0, pal.shape[0] - 1)]
 
 
-def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def _font() -> Font:
     """PIL's default font, at 14 px where Pillow can scale it (>= 10.1 with FreeType), else its bitmap font."""
     try:
         return ImageFont.load_default(size=14)
@@ -58,16 +60,16 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
         return ImageFont.load_default()
 
 
-def _text_size(font, text: str) -> tuple[int, int]:
+def _text_size(font: Font, text: str) -> tuple[int, int]:
     left, top, right, bottom = font.getbbox(text)
     return int(math.ceil(right - min(left, 0))), int(math.ceil(bottom - min(top, 0)))
 
 
-def _line_height(font) -> int:
+def _line_height(font: Font) -> int:
     return _text_size(font, "Ag|")[1] + 4
 
 
-def _wrap(font, text: str, width: int) -> list[str]:
+def _wrap(font: Font, text: str, width: int) -> list[str]:
     """Greedy word wrap of ``text`` (``\\n`` honoured) into lines at most ``width`` px wide where possible."""
     lines = []
     for paragraph in text.split("\n"):
@@ -146,7 +148,7 @@ def _value_name(value: int, class_names: Sequence[str] | None) -> str:
     return f"class {value}"
 
 
-def _check_class_names(class_names, num_classes: int | None) -> tuple[str, ...] | None:
+def _check_class_names(class_names: object, num_classes: int | None) -> tuple[str, ...] | None:
     if class_names is None:
         return None
     if isinstance(class_names, (str, bytes)) or not isinstance(class_names, Sequence):
@@ -237,11 +239,7 @@ def write_panel(
         raise ValueError(f"image: expected (H, W, 3) with H, W > 0, got shape {image.shape}")
     image = np.clip(image, 0, 255).astype(np.uint8)
     if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
-            raise TypeError(f"num_classes: expected an int or None, got {type(num_classes).__name__}")
-        if not 1 <= num_classes <= PADDING:
-            raise ValueError(f"num_classes: expected 1..{PADDING}, got {num_classes}")
-        num_classes = int(num_classes)
+        num_classes = check_int(num_classes, "num_classes", minimum=1, maximum=PADDING, allow_none=True)
     if isinstance(titles, str) or len(titles) != 5:
         raise ValueError(f"titles: expected 5 str, got {titles!r}")
     names = _check_class_names(class_names, num_classes)
@@ -269,7 +267,7 @@ def write_panel(
     tw, th = w * scale, h * scale
     big_image = np.asarray(Image.fromarray(image).resize((tw, th), _BILINEAR)) if scale > 1 else image
     font = _font()
-    tiles = [big_image]
+    tiles: list[np.ndarray | None] = [big_image]
     for index, labels in enumerate(maps):
         if labels is None:
             tiles.append(None)

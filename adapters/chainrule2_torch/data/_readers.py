@@ -32,6 +32,7 @@ import numpy as np
 from scipy import ndimage
 
 from chainrule2.constants import PADDING, UNLABELED
+from chainrule2.validation import check_choice, check_int
 
 from ._io import UnreadableImageError, read_image, read_labels
 from ._sample import _NOT_FOUND_HINT, DATA_ROOT_ENV, DataWarning, NoSeedsWarning, Sample, data_root
@@ -67,7 +68,7 @@ def item_rng(seed: int, item_id: str) -> np.random.Generator:
 
 
 def split_ids(
-    ids: Sequence[str], fractions: tuple[float, float, float] = (0.6, 0.2, 0.2), seed: int = 0
+    ids: Sequence[str], fractions: Sequence[float] = (0.6, 0.2, 0.2), seed: int = 0
 ) -> dict[str, tuple[str, ...]]:
     """Deterministic seeded train/val/test split of ``ids``.
 
@@ -135,10 +136,8 @@ def shorten_strokes(seeds: np.ndarray, length: float, rng: np.random.Generator, 
 
 
 def _check_common(split: str, supervision: str, length: float) -> None:
-    if split not in _SPLITS:
-        raise ValueError(f"split: expected one of {_SPLITS}, got {split!r}")
-    if supervision not in _SUPERVISION:
-        raise ValueError(f"supervision: expected one of {_SUPERVISION}, got {supervision!r}")
+    check_choice(split, "split", _SPLITS)
+    check_choice(supervision, "supervision", _SUPERVISION)
     if not 0.0 < float(length) <= 1.0:
         raise ValueError(f"length: expected a fraction in (0, 1], got {length}")
 
@@ -343,6 +342,7 @@ def _infer_num_classes(
     def values_of(p: Path) -> np.ndarray | None:
         raw = _readable(read_labels, p, corrupt)
         if raw is None:
+            assert corrupt is not None  # _readable returns None only for a file it records in corrupt
             warnings.warn(f"{corrupt[p]}; left out of the inferred num_classes", DataWarning, stacklevel=4)
             return None
         return np.unique(raw)
@@ -392,7 +392,7 @@ def _class_names(
 
 
 def _folder_ids(
-    root: Path, split: str, stems: Sequence[str], fractions: tuple[float, float, float], seed: int
+    root: Path, split: str, stems: Sequence[str], fractions: Sequence[float], seed: int
 ) -> tuple[list[str], Path | None]:
     """The ids of ``split`` and the list file they come from (``None``: all ids or :func:`split_ids`)."""
     if len(fractions) != 3 or min(fractions) < 0 or sum(fractions) <= 0:
@@ -563,12 +563,7 @@ def read_folder(
     ignore = _int_tuple(mask_ignore, "mask_ignore", 0, 255)
     lut = _mask_lut(ignore, mask_values)
     binary_check = mask_values is None and UNLABELED not in ignore
-    if num_classes is not None and (
-        isinstance(num_classes, bool)
-        or not isinstance(num_classes, (int, np.integer))
-        or not 2 <= num_classes <= PADDING
-    ):
-        raise ValueError(f"num_classes: expected an int in [2, {PADDING}], got {num_classes!r}")
+    check_int(num_classes, "num_classes", minimum=2, maximum=PADDING, allow_none=True)
     num_classes, names = _class_names(root, num_classes, class_names)
     # files that cannot be decoded: their items are skipped, with a warning (None: they raise)
     corrupt: dict[Path, str] | None = {} if unreadable == "skip" else None
@@ -594,6 +589,7 @@ def read_folder(
     raw_seen: set[int] = set()
 
     def skipped(i: str, path: Path) -> None:
+        assert corrupt is not None  # _readable returns None only for a file it records in corrupt
         warnings.warn(f"item {i!r} skipped: {corrupt[path]}", DataWarning, stacklevel=5)
 
     def load(i: str) -> Sample | None:
@@ -603,14 +599,16 @@ def read_folder(
             raise FileNotFoundError(f"image: id {i!r} listed in {listing} has no file in {images}{hint}")
         image = _readable(read_image, ipath, corrupt)
         if image is None:
-            return skipped(i, ipath)
+            skipped(i, ipath)
+            return None
         hw = image.shape[:2]
         mask = None
         mpath = mask_files.get(i)
         if mpath is not None:
             raw = _readable(read_labels, mpath, corrupt)
             if raw is None:
-                return skipped(i, mpath)
+                skipped(i, mpath)
+                return None
             if raw.shape != hw:
                 raise ValueError(
                     f"mask of {i!r}: expected shape {hw} (the H, W of {ipath}), got {raw.shape} in {mpath}"
@@ -635,7 +633,8 @@ def read_folder(
         if spath is not None:
             real = _readable(read_labels, spath, corrupt)
             if real is None:
-                return skipped(i, spath)
+                skipped(i, spath)
+                return None
             if real.shape != hw:
                 raise ValueError(
                     f"seeds of {i!r}: expected shape {hw} (the H, W of {ipath}), got {real.shape} in {spath}"

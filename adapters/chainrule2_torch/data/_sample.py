@@ -138,7 +138,7 @@ class Sample:
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return self.image.shape[:2]  # type: ignore[return-value]
+        return self.image.shape[:2]
 
     @property
     def num_seeds(self) -> int:
@@ -149,7 +149,7 @@ class Sample:
         """A copy with some fields replaced (validated again)."""
         fields = {k: getattr(self, k) for k in ("id", "image", "seeds", "mask", "num_classes", "class_names", "target")}
         fields.update(changes)
-        return Sample(**fields)  # type: ignore[arg-type]
+        return Sample(**fields)
 
     def __repr__(self) -> str:
         h, w = self.shape

@@ -23,7 +23,7 @@ with its region. Both are deterministic for a given ``rng`` state.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 from scipy import ndimage
@@ -38,7 +38,9 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 _SMALL = 64  # interiors up to this many pixels skip the geodesic search
 
 
-def _regions(mask: np.ndarray, num_classes: int | None, ignore: Iterable[int]) -> Iterable[tuple[int, np.ndarray]]:
+def _regions(
+    mask: np.ndarray, num_classes: int | None, ignore: Iterable[int]
+) -> Iterator[tuple[int, np.ndarray, tuple[slice, ...]]]:
     """Yield ``(class, region_bool_crop, (slice_y, slice_x))`` for every connected region."""
     ignored = set(int(v) for v in ignore)
     classes = [int(k) for k in np.unique(mask)]
@@ -113,8 +115,8 @@ def _stroke_path(region: np.ndarray, margin: float) -> tuple[np.ndarray, np.ndar
     path = [b]
     while path[-1] != a:
         path.append(int(pred[path[-1]]))
-    path = np.array(path[::-1])
-    return ys[path], xs[path]
+    order = np.array(path[::-1])
+    return ys[order], xs[order]
 
 
 def _disk(radius: int) -> np.ndarray:

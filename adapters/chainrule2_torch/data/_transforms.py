@@ -38,7 +38,7 @@ def resize_image(image: np.ndarray, size: Size) -> np.ndarray:
     h, w = size
     if image.shape[:2] == (h, w):
         return image
-    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((w, h), Image.BILINEAR))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((w, h), Image.Resampling.BILINEAR))
 
 
 def resize_labels(labels: np.ndarray, size: Size) -> np.ndarray:
@@ -46,7 +46,9 @@ def resize_labels(labels: np.ndarray, size: Size) -> np.ndarray:
     h, w = size
     if labels.shape[:2] == (h, w):
         return labels
-    return np.asarray(Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).resize((w, h), Image.NEAREST))
+    return np.asarray(
+        Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8)).resize((w, h), Image.Resampling.NEAREST)
+    )
 
 
 def resize_seeds(seeds: np.ndarray, size: Size, num_classes: int) -> np.ndarray:
@@ -70,7 +72,7 @@ def resize_seeds(seeds: np.ndarray, size: Size, num_classes: int) -> np.ndarray:
         if k >= num_classes:
             continue
         binary = Image.fromarray(((seeds == k) * 255).astype(np.uint8))
-        cover = np.asarray(binary.resize((w, h), Image.BOX), dtype=np.float32)
+        cover = np.asarray(binary.resize((w, h), Image.Resampling.BOX), dtype=np.float32)
         better = cover > best
         out[better] = k
         best[better] = cover[better]
