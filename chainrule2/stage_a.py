@@ -122,7 +122,8 @@ def _naming(err: Exception, where: str) -> Exception:
             return type(err)(f"{err.args[0]} (stage A, {where})")
         except Exception:  # an unusual constructor: fall back to a note
             pass
-    err.add_note(f"stage A, {where}")
+    if hasattr(err, "add_note"):  # Python >= 3.11
+        err.add_note(f"stage A, {where}")
     return err
 
 

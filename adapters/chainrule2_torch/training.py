@@ -258,7 +258,9 @@ def _group_by_shape(samples: Sequence[Any], batch_size: int) -> Iterator[list[An
             yield items[j : j + batch_size]
 
 
-def _eval_logits(network: torch.nn.Module, samples: Sequence[Any], batch_size: int, device: torch.device):
+def _eval_logits(
+    network: torch.nn.Module, samples: Sequence[Any], batch_size: int, device: torch.device
+) -> Iterator[tuple[list[Any], Any, torch.Tensor]]:
     """``(items, batch, logits NCHW)`` per batch of full-size images, network in eval mode, no gradient."""
     was_training = network.training
     network.eval()
@@ -340,6 +342,8 @@ class StageACache:
         """Read the labels of ``keys`` from their files (written by another rank)."""
         from chainrule2_torch.data import read_labels
 
+        if self.folder is None:
+            raise ValueError("StageACache.load: this cache has no folder to read labels from")
         for key in keys:
             self.labels[key] = np.asarray(read_labels(self.folder / f"{key}.png"), np.uint8)
 
@@ -489,7 +493,7 @@ def _warmup_key(config: TrainConfig, fingerprint: dict) -> dict:
             "weight_decay", "optimizer", "pce_normalization", "seed")  # fmt: skip
     key = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items() if k in keys}
     # with one schedule over the whole run, the warm-up's learning rates depend on the total length
-    schedule = {"phase_switch": config.phase_switch}
+    schedule: dict[str, Any] = {"phase_switch": config.phase_switch}
     if config.phase_switch == "continue":
         schedule["epochs"] = config.epochs
     return {**key, **schedule, **fingerprint}
@@ -546,6 +550,7 @@ class _Phase:
         criterion = method.criterion(config, num_classes).to(device)
         params = list(network.parameters()) + list(criterion.parameters())  # a learned ε trains too
         lr = (config.warmup_lr or config.lr) if name == "warmup" else config.lr
+        opt: torch.optim.Optimizer
         if config.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
         else:
@@ -593,9 +598,10 @@ class RankBatches(torch.utils.data.Sampler):
 
 
 def _loader(samples: Sequence[Any], config: TrainConfig, epoch: int, device: torch.device,
-            distributed: Distributed = SINGLE):  # fmt: skip
+            distributed: Distributed = SINGLE) -> torch.utils.data.DataLoader:  # fmt: skip
     """This epoch's batches: order and augmentation are functions of (seed, epoch) only."""
-    augment = Augmentation(crop_size=tuple(config.crop_size), scale_range=tuple(config.scale_range))
+    (ch, cw), (lo, hi) = config.crop_size, config.scale_range
+    augment = Augmentation(crop_size=(int(ch), int(cw)), scale_range=(float(lo), float(hi)))
     dataset = SampleDataset(samples, transform=lambda s, rng: augment(s, rng)[0], seed=config.seed)
     dataset.set_epoch(epoch)
     batches = RankBatches(len(samples), config.batch_size, config.seed * 1_000_003 + epoch, distributed)
@@ -835,12 +841,13 @@ def train(
         # the same phase (or one optimizer for the whole run): continue its optimizer and schedule exactly
         phase.load_state_dict(saved_phase, criterion=saved_phase["name"] == phase.name)
     for epoch in range(start_epoch, total):
+        assert phase is not None  # built above whenever an epoch is left
         if epoch == warmup and phase.name == "warmup":
             phase = phase_at(epoch, phase)  # the phase switch
         name = "warmup" if phase.name == "warmup" else config.method
         record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
-        if phase.method.targets == "stage_a" and (epoch - warmup) % config.stage_a_every == 0:
+        if stage_a is not None and phase.method.targets == "stage_a" and (epoch - warmup) % config.stage_a_every == 0:
             record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev, dist))
         samples = _with_targets(train_samples, phase.method, cache)
         bar = _Progress(progress and dist.is_main, f"epoch {epoch + 1}/{total} {name}")
@@ -878,7 +885,19 @@ def _write_epoch(record: dict, network: torch.nn.Module, phase: _Phase, cache: S
                   "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, out / "last.pt")  # fmt: skip
 
 
-def _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra, dist) -> dict:  # noqa: ANN001
+def _finish(
+    config: TrainConfig,
+    network: torch.nn.Module,
+    train_samples: Sequence[Any],
+    val_samples: Sequence[Any],
+    test_samples: Sequence[Any],
+    cache: StageACache,
+    out: Path,
+    dev: torch.device,
+    panels: int,
+    extra: dict,
+    dist: Distributed,
+) -> dict:
     """Final scores (val, test once), the stage-A labels' mIoU; rank 0 writes panels, ``final.json``, ``model.pt``."""
     final: dict = {"method": config.method, "class_names": list(train_samples[0].class_names), **extra}
     if dist.active:
@@ -912,11 +931,18 @@ def _final_mechanism(network: torch.nn.Module, samples: Sequence[Any], cache: St
     counted = sum(int(np.count_nonzero(labelled[s.id])) for s in cached)
     out: dict = {"target_fit": agree / counted if counted else None}
     masked = [s for s in cached if s.mask is not None]
+    num_classes = int(samples[0].num_classes)
     if masked:
-        out["network_train_miou"] = _miou(sum(confusion_matrix(preds[s.id], s.mask, s.num_classes) for s in masked))
+        conf = np.zeros((num_classes, num_classes), np.int64)
+        for s in masked:
+            conf += confusion_matrix(preds[s.id], s.mask, num_classes)
+        out["network_train_miou"] = _miou(conf)
     solved = [s for s in masked if labelled[s.id].all()]
     if solved:
-        out["pseudo_miou"] = _miou(sum(confusion_matrix(cache.get(s.id), s.mask, s.num_classes) for s in solved))
+        conf = np.zeros((num_classes, num_classes), np.int64)
+        for s in solved:
+            conf += confusion_matrix(cache.labels[s.id], s.mask, num_classes)
+        out["pseudo_miou"] = _miou(conf)
     return out
 
 
