@@ -45,7 +45,10 @@ LAYERS = [
                 ("networks", ["networks"], "UNet, DeepLabV3+"),
                 ("data", ["data"], "Sample, readers, Augmentation, collate, metrics, panels"),
             ],
-            [("_atomic", ["_atomic"], "atomic_write")],
+            [
+                ("distributed", ["distributed"], "torchrun: rank, shards, the few collectives"),
+                ("_atomic", ["_atomic"], "atomic_write"),
+            ],
         ],
     ),
     (
@@ -54,6 +57,7 @@ LAYERS = [
         [
             [("trust_region", ["trust_region"], "TrustRegion: propose (stage A) + fit (stage B)")],
             [("stage_a", ["stage_a"], "StageA.propose: logits in, targets out, in the caller's arrays")],
+            [("trust_radius", ["trust_radius"], "BetaSearch: trust_weight='auto', the beta of each item")],
             [
                 (
                     "solvers",
