@@ -25,11 +25,13 @@ from chainrule2.divergences import softmax
 from chainrule2.solvers.base import BatchSolver, SolveFailure, solve_batch
 from chainrule2.trust_radius import (
     DEFAULT_MAX_CHANGED,
+    SEED_ERROR,
     BetaSearch,
     changed_fraction,
     check_max_changed,
     free_pixels,
     hard_labels,
+    seed_error_bound,
 )
 from chainrule2.validation import check_choice, check_logits, check_num_classes, check_positive
 
@@ -198,10 +200,12 @@ class StageA:
         The caller's own mistakes (layouts, dtypes, shapes, too many classes, a batch solver that
         returns the wrong number of states) are raised in both modes; ``BaseException`` (e.g.
         ``KeyboardInterrupt``) always propagates.
-    max_changed : float or None
+    max_changed : float, "seed_error" or None
         Only with ``trust_weight="auto"``: τ in (0, 1], the fraction of an item's free pixels stage A
-        may relabel from the network's arg-max; ``None`` =
-        :data:`~chainrule2.trust_radius.DEFAULT_MAX_CHANGED`.
+        may relabel from the network's arg-max; or ``"seed_error"``: per item, τ = 1.5 × the
+        fraction of the item's seed pixels the network's arg-max gets wrong (at least 0.01, at
+        most 1; :func:`~chainrule2.trust_radius.seed_error_bound`). ``None`` =
+        :data:`~chainrule2.trust_radius.DEFAULT_MAX_CHANGED` (``"seed_error"``).
     beta_search : BetaSearch or None
         Only with ``trust_weight="auto"``: the search's β range, number of solves and where each
         solve starts; ``None`` = :class:`~chainrule2.trust_radius.BetaSearch`'s defaults (2^-6 to
@@ -374,6 +378,20 @@ class StageA:
                 return np.asarray(argmin())
         return np.argmax(logits, axis=-1)
 
+    @staticmethod
+    def _bound(max_changed: float | str, energy: Any, logits: np.ndarray, seeds: np.ndarray) -> float:
+        """τ of one item: ``max_changed``, or the network's error rate on the item's seeds (``"seed_error"``)."""
+        if max_changed != SEED_ERROR:
+            return float(max_changed)
+        allowed = None
+        for problem in (energy, getattr(energy, "grid", None)):
+            allowed = getattr(problem, "labels", None)
+            if allowed is not None:
+                break
+        allowed = np.arange(logits.shape[-1]) if allowed is None else np.asarray(allowed)
+        network = allowed[np.argmax(logits[..., allowed], axis=-1)]  # the arg-max, seeds not clamped
+        return seed_error_bound(network, seeds)
+
     def _auto(
         self, logits: np.ndarray, batch: Batch, initials: list[Any], ids: tuple[Any, ...], failures: dict[int, str]
     ) -> tuple[list[Any], list[Any], tuple[float, ...]]:
@@ -383,9 +401,11 @@ class StageA:
         item (``nan`` for a failed item).
         """
         n = logits.shape[0]
-        bound = DEFAULT_MAX_CHANGED if self.max_changed is None else float(self.max_changed)
+        max_changed = DEFAULT_MAX_CHANGED if self.max_changed is None else self.max_changed
         search = BetaSearch() if self.beta_search is None else self.beta_search
-        searches = {i: search.start(bound) for i in range(n) if i not in failures}
+        # Every item's first query is the same β; its bound is set once its problem is built.
+        searches = {i: search.start(1.0) for i in range(n) if i not in failures}
+        bounds: dict[int, float] = {}
         warm = list(initials)
         references: dict[int, np.ndarray] = {}
         free = free_pixels(batch.seeds)
@@ -402,6 +422,8 @@ class StageA:
                     continue
                 if i not in references:
                     references[i] = self._reference(energies[i], logits[i])
+                    bounds[i] = self._bound(max_changed, energies[i], logits[i], batch.seeds[i])
+                    searches[i] = search.start(bounds[i])
                 measure = changed_fraction(hard_labels(states[i].solution), references[i], free[i])
                 searches[i].tell(beta, measure, (energies[i], states[i]))
                 if search.warm_start == "previous":
@@ -418,7 +440,7 @@ class StageA:
             if not choice.met:
                 logger.info(
                     "stage A: %s relabels %.3g of its free pixels even at the upper trust weight %g (max_changed %g)",
-                    _where(ids, i), choice.measure, choice.beta, bound,
+                    _where(ids, i), choice.measure, choice.beta, bounds[i],
                 )  # fmt: skip
         return chosen_energies, chosen_states, tuple(betas)
 

@@ -8,12 +8,22 @@ labels stage A may use and ``F`` the item's free pixels (neither a seed nor padd
     changed(x) = |{p ∈ F : x_p ≠ a_p}| / |F|,
     β*(τ) = the smallest β in [low, high] with changed(x*(β)) ≤ τ,
 
-i.e. the largest region in which stage A relabels at most a fraction τ of the free pixels. β* is
-found by bisection in log β (:class:`BetaSearch`): a fixed number of solves, each started from
-the caller's warm start (``warm_start="initial"``, the default: every query is exactly a fixed-β
-stage A at its β) or from the previous query's solution (``"previous"``). The constraint holds for the returned solution by
-construction (it is one of the solutions evaluated); if even ``high`` cannot meet it, the search
-returns ``high`` and its solution with ``met=False``. docs/concepts.md states why this rule.
+i.e. the largest region in which stage A relabels at most a fraction τ of the free pixels. τ is
+either a number or, by default (``max_changed="seed_error"``), set per item from the only labels
+there are, the seeds: with ``e`` the fraction of the item's seed pixels where ``a`` (seeds not
+clamped) differs from the seed,
+
+    τ = min(1, max(0.01, κ · e)),   κ = SEED_ERROR_SCALE = 1.5,
+
+stage A may relabel about as many free pixels as the network gets wrong on the seeds, with a
+margin (the network was fitted to those seeds, so ``e`` underestimates its error elsewhere).
+docs/concepts.md states why this rule and docs/results.md how it was chosen.
+
+β* is found by bisection in log β (:class:`BetaSearch`): a fixed number of solves, each started
+from the caller's warm start (``warm_start="initial"``, the default: every query is exactly a
+fixed-β stage A at its β) or from the previous query's solution (``"previous"``). The constraint
+holds for the returned solution by construction (it is one of the solutions evaluated); if even
+``high`` cannot meet it, the search returns ``high`` and its solution with ``met=False``.
 
 The search is a small state machine (:class:`Bisection`) so that a caller can run the searches of
 a whole batch in lockstep (one batch-solver call per round: :class:`~chainrule2.StageA` does);
@@ -37,10 +47,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from chainrule2._validation import check_int
-from chainrule2.constants import UNLABELED
+from chainrule2.constants import PADDING, UNLABELED
 
 __all__ = [
     "DEFAULT_MAX_CHANGED",
+    "SEED_ERROR",
+    "SEED_ERROR_FLOOR",
+    "SEED_ERROR_SCALE",
     "WARM_STARTS",
     "BetaChoice",
     "BetaSearch",
@@ -50,19 +63,33 @@ __all__ = [
     "excess_divergence",
     "free_pixels",
     "hard_labels",
+    "seed_error",
+    "seed_error_bound",
     "search_beta",
 ]
 
-#: τ of ``StageA(trust_weight="auto")`` when ``max_changed`` is not given (chosen on the validation
-#: splits of docs/results.md, "Adaptive trust region").
-DEFAULT_MAX_CHANGED = 0.1
+#: ``max_changed=SEED_ERROR``: per item, τ = SEED_ERROR_SCALE × the network's error rate on the item's own seeds.
+SEED_ERROR = "seed_error"
+#: κ of the seed-error bound (chosen on the validation splits of docs/results.md, "Adaptive trust region").
+SEED_ERROR_SCALE = 1.5
+#: The smallest τ the seed-error bound gives (a network that gets every seed right may still move 1 %).
+SEED_ERROR_FLOOR = 0.01
+#: ``max_changed`` of ``StageA(trust_weight="auto")`` when it is not given.
+DEFAULT_MAX_CHANGED = SEED_ERROR
 
 #: Where each query of the search starts: the caller's ``initial`` or the previous query's solution.
 WARM_STARTS = ("initial", "previous")
 
 
-def check_max_changed(value: Any, name: str = "max_changed") -> float:
-    """τ after checking that it is a real number in (0, 1] (a fraction of the free pixels)."""
+def check_max_changed(value: Any, name: str = "max_changed") -> float | str:
+    """τ after checking that it is a real number in (0, 1] (a fraction of the free pixels) or ``"seed_error"``."""
+    if isinstance(value, str):
+        if value != SEED_ERROR:
+            raise ValueError(
+                f"{name}: expected a fraction in (0, 1] of the free pixels stage A may relabel or {SEED_ERROR!r}, "
+                f"got {value!r}"
+            )
+        return value
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(
             f"{name}: expected a fraction in (0, 1] of the free pixels stage A may relabel, got {type(value).__name__}"
@@ -126,9 +153,10 @@ class BetaSearch:
         Where each query's solve starts. ``"initial"`` (default): from the caller's warm start (for
         :class:`~chainrule2.StageA`: ``initial``, e.g. the cached previous labels, or cold), so each
         query is exactly the fixed-β stage A at its β and ``changed(x*(β))`` is a function of β
-        alone. ``"previous"``: from the previous query's solution (fewer sweeps per solve, but
-        alpha-expansion from a labelling found at another β stays in its local minimum: measured
-        worse in docs/results.md, and it loses the exact two-label cut of a cold start).
+        alone. ``"previous"``: from the previous query's solution (meant to save sweeps;
+        ``changed`` then depends on the search's path). On the four two-label validation sets of
+        docs/results.md it gave the same labels as ``"initial"``, and from a cold start it costs
+        more, as it loses the exact one-cut solve of two labels.
     """
 
     low: float = 2.0**-6
@@ -312,3 +340,29 @@ def excess_divergence(labels: Any, costs: Any, reference: Any, free: Any) -> flo
     at = np.take_along_axis(costs, labels[..., None].astype(np.intp), axis=-1)[..., 0]
     ref = np.take_along_axis(costs, reference[..., None].astype(np.intp), axis=-1)[..., 0]
     return float(np.sum((at - ref)[free])) / count
+
+
+def seed_error(labels: Any, seeds: Any) -> float:
+    """The fraction of seed pixels (a class id in ``seeds``) where ``labels`` differs from the seed (0 without seeds)."""
+    labels, seeds = np.asarray(labels), np.asarray(seeds)
+    if labels.shape != seeds.shape:
+        raise ValueError(f"labels: expected the seeds' shape {seeds.shape}, got {labels.shape}")
+    seeded = (seeds >= 0) & (seeds != UNLABELED) & (seeds != PADDING)
+    count = int(seeded.sum())
+    if count == 0:
+        return 0.0
+    return float(np.count_nonzero(labels[seeded] != seeds[seeded])) / count
+
+
+def seed_error_bound(
+    network_labels: Any, seeds: Any, scale: float = SEED_ERROR_SCALE, floor: float = SEED_ERROR_FLOOR
+) -> float:
+    """τ of ``max_changed="seed_error"``: ``min(1, max(floor, scale · seed_error(network_labels, seeds)))``.
+
+    ``network_labels``: the network's arg-max over the labels stage A may use, seeds *not* clamped.
+
+    >>> seeds = np.array([0, 0, 0, 0, 1, 1, 1, 1, 255, 255])
+    >>> seed_error_bound(np.array([0, 0, 0, 1, 1, 1, 1, 1, 0, 1]), seeds)   # 1 of 8 seeds wrong: 1.5/8
+    0.1875
+    """
+    return min(1.0, max(float(floor), float(scale) * seed_error(network_labels, seeds)))

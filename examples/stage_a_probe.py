@@ -38,8 +38,26 @@ def _beta_key(beta: float) -> str:
     return f"stage_a_val_miou_beta_{beta:g}"
 
 
-def _tau_key(tau: float) -> str:
-    return f"stage_a_val_miou_auto_tau_{tau:g}"
+def _tau(tau: float | str) -> str:
+    """τ as it appears in the result's keys: ``0.1``, or ``seed-error`` for ``max_changed="seed_error"``."""
+    return tau.replace("_", "-") if isinstance(tau, str) else f"{tau:g}"
+
+
+def _parse_tau(text: str) -> float | str:
+    return "seed_error" if text == "seed-error" else float(text)
+
+
+def _tau_key(tau: float | str) -> str:
+    return f"stage_a_val_miou_auto_tau_{_tau(tau)}"
+
+
+def _max_changed(text: str) -> float | str:
+    if text in ("seed_error", "seed-error"):
+        return "seed_error"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1] or 'seed_error', got {text!r}") from None
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -50,9 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--betas", type=float, nargs="+", default=DEFAULT_BETAS)
     p.add_argument("--trust-weight", choices=("auto",), default=None,
                    help="also run the adaptive trust region (StageA(trust_weight='auto'))")  # fmt: skip
-    p.add_argument("--max-changed", type=float, nargs="+", default=None, metavar="TAU",
+    p.add_argument("--max-changed", type=_max_changed, nargs="+", default=None, metavar="TAU",
                    help="tau of the auto rule: the fraction of free pixels stage A may relabel from the network's "
-                        "arg-max (default: chainrule2.trust_radius.DEFAULT_MAX_CHANGED)")  # fmt: skip
+                        "arg-max, or seed_error (per image, the network's error rate on its seeds; default: "
+                        "chainrule2.trust_radius.DEFAULT_MAX_CHANGED)")  # fmt: skip
     p.add_argument("--warm-start", choices=("initial", "previous"), default="initial",
                    help="where each solve of the auto rule's search starts (chainrule2.BetaSearch.warm_start)")  # fmt: skip
     p.add_argument("--repeats", type=int, default=0,
@@ -163,11 +182,11 @@ def probe(args: argparse.Namespace, command: str) -> dict:
             )
             miou, changed, excess = summarise(runs)
             result[_tau_key(tau)] = miou
-            result[f"changed_median_auto_tau_{tau:g}"] = changed
-            result[f"excess_divergence_median_auto_tau_{tau:g}"] = excess
+            result[f"changed_median_auto_tau_{_tau(tau)}"] = changed
+            result[f"excess_divergence_median_auto_tau_{_tau(tau)}"] = excess
             betas = [b for r in runs for b in r[2].betas]
-            result[f"beta_median_auto_tau_{tau:g}"] = statistics.median(betas)
-            result[f"beta_range_auto_tau_{tau:g}"] = [min(betas), max(betas)]
+            result[f"beta_median_auto_tau_{_tau(tau)}"] = statistics.median(betas)
+            result[f"beta_range_auto_tau_{_tau(tau)}"] = [min(betas), max(betas)]
     if args.repeats and taus:
         best = max(args.betas, key=lambda b: result[_beta_key(b)])
         fixed = cr.StageA(solver, loss, CrossEntropy(), trust_weight=best)
@@ -182,7 +201,7 @@ def probe(args: argparse.Namespace, command: str) -> dict:
                 seconds[name + "_wall"] = seconds.get(name + "_wall", []) + [time.perf_counter() - start]
         result["timing"] = {
             "fixed_beta": best,
-            "max_changed": taus[0],
+            "max_changed": _tau(taus[0]),
             "repeats": args.repeats,
             "fixed_solve_seconds": seconds["fixed"],
             "auto_solve_seconds": seconds["auto"],
@@ -200,7 +219,8 @@ def _name(r: dict) -> str:
 def table(results: list[dict]) -> str:
     """The markdown table of probe results (one row per result): best fixed β vs one fixed β vs auto."""
     taus = sorted(
-        {float(k.rsplit("_", 1)[1]) for r in results for k in r if k.startswith("stage_a_val_miou_auto_tau_")}
+        {_parse_tau(k.rsplit("_", 1)[1]) for r in results for k in r if k.startswith("stage_a_val_miou_auto_tau_")},
+        key=lambda t: (isinstance(t, str), t),
     )
     common = None
     for r in results:
@@ -213,7 +233,7 @@ def table(results: list[dict]) -> str:
     if one is not None:
         head.append(f"one fixed β = {one:g}")
     for tau in taus:
-        head += [f"auto τ = {tau:g}", "median β chosen", "auto − best fixed"]
+        head += [f"auto τ = {_tau(tau)}", "median β chosen", "auto − best fixed"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in sorted(results, key=lambda r: (r["dataset"], r["size"])):
         betas = sorted(float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_"))
@@ -227,7 +247,7 @@ def table(results: list[dict]) -> str:
             if key in r:
                 row += [
                     f"{r[key]:.1f}",
-                    f"{r[f'beta_median_auto_tau_{tau:g}']:.3g}",
+                    f"{r[f'beta_median_auto_tau_{_tau(tau)}']:.3g}",
                     f"{r[key] - r[_beta_key(best)]:+.1f}",
                 ]
             else:
@@ -256,7 +276,7 @@ def table(results: list[dict]) -> str:
             t = r["timing"]
             fixed, auto = statistics.median(t["fixed_solve_seconds"]), statistics.median(t["auto_solve_seconds"])
             sweep.append(
-                f"| {_name(r)} | {t['fixed_beta']:g} | {t['max_changed']:g} | {t['repeats']} | "
+                f"| {_name(r)} | {t['fixed_beta']:g} | {t['max_changed']} | {t['repeats']} | "
                 f"{fixed:.2f} | {auto:.2f} | {t['ratio_of_medians']:.2f} |"
             )
     return "\n".join(lines + sweep)

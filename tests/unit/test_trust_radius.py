@@ -15,11 +15,15 @@ from chainrule2.losses import ChainScribblePotts, ScribblePotts
 from chainrule2.solvers import ChainViterbi, solve_batch
 from chainrule2.trust_radius import (
     DEFAULT_MAX_CHANGED,
+    SEED_ERROR_FLOOR,
+    SEED_ERROR_SCALE,
     BetaSearch,
     Bisection,
     changed_fraction,
     free_pixels,
     search_beta,
+    seed_error,
+    seed_error_bound,
 )
 
 maxflow = pytest.importorskip("maxflow")
@@ -113,6 +117,18 @@ def test_bisection_refuses_a_wrong_tell_and_an_early_result():
 def test_bad_search_settings_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         BetaSearch(**kwargs)
+
+
+def test_seed_error_counts_seed_pixels_only_and_the_bound_is_scaled_floored_and_capped():
+    seeds = np.array([[0, 0, 1, 1], [255, 255, 254, 1]])
+    labels = np.array([[0, 1, 1, 0], [1, 1, 0, 0]])  # 3 of the 5 seeds wrong; 255/254 not counted
+    assert seed_error(labels, seeds) == pytest.approx(3 / 5)
+    assert seed_error_bound(labels, seeds) == pytest.approx(min(1.0, SEED_ERROR_SCALE * 3 / 5))
+    assert seed_error_bound(np.where(seeds < 2, seeds, 0), seeds) == SEED_ERROR_FLOOR  # every seed right
+    assert seed_error_bound(1 - np.where(seeds < 2, seeds, 0), seeds) == 1.0  # every seed wrong: capped
+    assert seed_error(labels, np.full_like(seeds, 255)) == 0.0
+    with pytest.raises(ValueError, match="labels: expected the seeds' shape"):
+        seed_error(labels[:, :3], seeds)
 
 
 def test_changed_fraction_counts_free_pixels_only():
@@ -216,13 +232,51 @@ def test_with_initial_warm_starts_auto_is_the_fixed_beta_stage_a_at_the_chosen_b
         assert auto.report.traces[i] == fixed.report.traces[0]
 
 
+def _seed_bounds(logits, batch):
+    """τ per item of max_changed="seed_error", computed independently of StageA."""
+    out = []
+    for i in range(logits.shape[0]):
+        allowed = np.asarray(LOSS.energy(np.zeros(logits.shape[1:]), batch, i).labels)
+        network = allowed[np.argmax(logits[i][..., allowed], axis=-1)]
+        seeds = batch.seeds[i]
+        seeded = (seeds >= 0) & (seeds < logits.shape[-1])
+        error = float(np.mean(network[seeded] != seeds[seeded])) if seeded.any() else 0.0
+        out.append(min(1.0, max(SEED_ERROR_FLOOR, SEED_ERROR_SCALE * error)))
+    return out
+
+
+@SETTINGS
+@given(problem=grid_problems())
+def test_the_seed_error_rule_meets_its_per_item_bound_or_returns_the_upper_beta(problem):
+    logits, batch = problem
+    search = BetaSearch(low=2.0**-4, high=2.0**6, solves=4)
+    proposal = _auto("seed_error", search).propose(logits, batch)
+    for i, (reference, tau) in enumerate(zip(_references(logits, batch), _seed_bounds(logits, batch), strict=True)):
+        changed = changed_fraction(proposal.targets[i], reference, free_pixels(batch.seeds[i]))
+        assert changed <= tau or proposal.report.betas[i] == search.high
+
+
+def test_the_seed_error_rule_is_a_fixed_tau_per_item():
+    """Each item's labels and β under "seed_error" are those of a fixed τ = its seed-error bound."""
+    logits, batch = _grid(np.random.default_rng(7), n=3, h=10, w=12)
+    logits[:, :3, :3, 0] -= 3.0  # the network gets the seed at (0, 0) wrong on every item
+    logits[1] -= 1.0 * (np.arange(3) == 2)  # and item 1 less sure of class 2
+    auto = _auto("seed_error").propose(logits, batch)
+    for i, tau in enumerate(_seed_bounds(logits, batch)):
+        assert tau > SEED_ERROR_FLOOR
+        one = cr.Batch(None, batch.seeds[i : i + 1], batch.images[i : i + 1])
+        fixed = _auto(tau).propose(logits[i : i + 1], one)
+        np.testing.assert_array_equal(auto.targets[i], fixed.targets[0])
+        assert auto.report.betas[i] == fixed.report.betas[0]
+
+
 def test_auto_without_max_changed_uses_the_documented_default():
     logits, batch = _grid(np.random.default_rng(0))
     default = _auto().propose(logits, batch)
     explicit = _auto(DEFAULT_MAX_CHANGED).propose(logits, batch)
     np.testing.assert_array_equal(default.targets, explicit.targets)
     assert default.report.betas == explicit.report.betas
-    assert DEFAULT_MAX_CHANGED == 0.1
+    assert DEFAULT_MAX_CHANGED == "seed_error"
 
 
 def test_fixed_beta_reports_no_betas_and_auto_solves_the_item_at_a_fixed_beta_first():
@@ -263,10 +317,10 @@ def test_the_searches_of_a_batch_run_in_lockstep_one_batch_solver_call_per_round
 def test_numpy_and_torch_logits_give_the_same_labels_and_betas():
     torch = pytest.importorskip("torch")
     logits, batch = _grid(np.random.default_rng(3))
-    expected = _auto(0.15).propose(logits, batch)
+    expected = _auto().propose(logits, batch)
     nchw = torch.as_tensor(np.moveaxis(logits, -1, 1))
     tbatch = cr.Batch(None, torch.as_tensor(batch.seeds), images=torch.as_tensor(batch.images), ids=batch.ids)
-    got = _auto(0.15).propose(nchw, tbatch, class_axis=1)
+    got = _auto().propose(nchw, tbatch, class_axis=1)
     assert isinstance(got.targets, torch.Tensor)
     np.testing.assert_array_equal(got.targets.numpy(), expected.targets)
     assert got.report.betas == expected.report.betas
@@ -303,7 +357,9 @@ def test_auto_on_a_chain_solver_counts_from_the_logits_arg_max():
         ({"trust_weight": "auto", "max_changed": math.nan}, ValueError, "got nan"),
         ({"trust_weight": "auto", "max_changed": math.inf}, ValueError, "got inf"),
         ({"trust_weight": "auto", "max_changed": True}, TypeError, "max_changed: expected a fraction"),
-        ({"trust_weight": "auto", "max_changed": "0.1"}, TypeError, "got str"),
+        ({"trust_weight": "auto", "max_changed": "0.1"}, ValueError, "or 'seed_error', got '0.1'"),
+        ({"trust_weight": "auto", "max_changed": "seed-error"}, ValueError, "got 'seed-error'"),
+        ({"trust_weight": 2.0, "max_changed": "seed_error"}, ValueError, "max_changed: only used with"),
         ({"trust_weight": "Auto"}, ValueError, "trust_weight: expected a number >= 0 or 'auto', got 'Auto'"),
         ({"trust_weight": "adaptive"}, ValueError, "trust_weight: expected a number >= 0 or 'auto'"),
         ({"trust_weight": 2.0, "max_changed": 0.1}, ValueError, "max_changed: only used with trust_weight='auto'"),
