@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--potts-weight", type=float, default=100.0, help="lambda")
+    p.add_argument("--dense-weight", type=float, default=0.005, help="lambda of dense-gd (per down-scaled pixel)")
     p.add_argument("--trust-weight", type=float, default=0.05, help="beta")
     p.add_argument("--error-prob", type=float, default=None, help="epsilon (default 0.9912*(C-1)/C)")
     p.add_argument("--relaxation", choices=("bilinear", "squared", "tv"), default="bilinear")
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
     config = TrainConfig(
         method=args.method, epochs=args.epochs, warmup_epochs=args.warmup_epochs, stage_a_every=args.stage_a_every,
         batch_size=args.batch_size, crop_size=(crop, crop), lr=args.lr, optimizer=args.optimizer,
-        potts_weight=args.potts_weight, relaxation=args.relaxation, trust_weight=args.trust_weight,
+        potts_weight=args.potts_weight, dense_weight=args.dense_weight, relaxation=args.relaxation,
+        trust_weight=args.trust_weight,
         error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
         phase_switch=args.phase_switch,
         seed=args.seed,

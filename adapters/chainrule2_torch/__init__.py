@@ -7,6 +7,7 @@
 * :class:`SeedAwareLoss`: the stage-B criterion as an ``nn.Module`` (NCHW logits or ``{"out": ...}``;
   clean CE on seeds, d_B elsewhere; ``divergence=None`` is the partial cross-entropy).
 * :class:`RelaxedPottsLoss`: the Grid-GD baseline (PCE + λ·relaxed Potts with the stage-A weights).
+* :class:`RelaxedDenseLoss`: the Dense-GD baseline (PCE + λ·relaxed dense CRF, the DenseCRF loss).
 * :mod:`chainrule2_torch.networks`: a small U-Net and DeepLabV3+ (MobileNetV2), plain torch.
 * :mod:`chainrule2_torch.training`: the scribble-supervision training loop (:func:`train`).
 * :mod:`chainrule2_torch.data`: readers, seed synthesis, augmentation, metrics, panels.
@@ -14,13 +15,14 @@
 
 from chainrule2_torch.fitters import LearnedErrorRobustCE, OptimizerFitter
 from chainrule2_torch.model import TorchModel, resolve_device
-from chainrule2_torch.objectives import RelaxedPottsLoss, SeedAwareLoss
+from chainrule2_torch.objectives import RelaxedDenseLoss, RelaxedPottsLoss, SeedAwareLoss
 from chainrule2_torch.training import METHODS, TrainConfig, train
 
 __all__ = [
     "METHODS",
     "LearnedErrorRobustCE",
     "OptimizerFitter",
+    "RelaxedDenseLoss",
     "RelaxedPottsLoss",
     "SeedAwareLoss",
     "TorchModel",

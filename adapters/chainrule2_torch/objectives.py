@@ -7,6 +7,8 @@ a scalar loss out; targets and seeds may be numpy or torch, on any device.
   :class:`chainrule2.divergences.SeedAwareObjective` (the one implementation) seen from torch.
 * :class:`RelaxedPottsLoss`: PCE + λ·relaxed grid Potts ("Grid-GD"), with exactly the stage-A
   edge weights.
+* :class:`RelaxedDenseLoss`: PCE + λ·relaxed dense CRF ("Dense-GD", the DenseCRF loss of Tang et
+  al. 2018), with :class:`chainrule2.losses.DenseCRFLoss`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from chainrule2.constants import PADDING, UNLABELED
 from chainrule2.divergences import CrossEntropy, Divergence, SeedAwareObjective
 from chainrule2.validation import check_axis, check_int
 
-__all__ = ["SeedAwareLoss", "RelaxedPottsLoss", "output_logits", "class_axis_last"]
+__all__ = ["SeedAwareLoss", "RelaxedPottsLoss", "RelaxedDenseLoss", "output_logits", "class_axis_last"]
 
 CLEAN_CE = CrossEntropy()  #: the default loss on seed pixels
 
@@ -227,6 +229,88 @@ class RelaxedPottsLoss(torch.nn.Module):
         unlabeled = np.where(seeds == PADDING, PADDING, UNLABELED).astype(np.int64)  # keep padding, drop the PCE
         probs = torch.softmax(logits, dim=-1)
         return self.loss.value_from_weights(probs, unlabeled, self.costs(images, seeds, logits))
+
+    def forward(self, output: Output, targets: object, seeds: Labels, images: Labels | None = None) -> torch.Tensor:
+        logits, _, s = self.pce.prepare(output, None, seeds)
+        logits = logits if logits.dtype == torch.float64 else logits.float()
+        return self.pce.objective(logits, s, s) + self.regulariser(logits, s, images).mean()
+
+
+class RelaxedDense(Protocol):
+    """What :class:`RelaxedDenseLoss` needs of its loss (e.g. :class:`chainrule2.losses.DenseCRFLoss`)."""
+
+    def items(self, images: Any, seeds: Any) -> Any: ...
+
+    def value_from_items(self, probs: Any, items: Any) -> Any: ...
+
+    def gradient_from_items(self, probs: Any, items: Any) -> Any: ...
+
+
+class _DenseValue(torch.autograd.Function):
+    """Per-item dense value ``(N,)`` of ``probs`` with the analytic gradient in the backward pass.
+
+    Through plain autograd every block of the kernel would be kept for the backward pass (M² floats
+    per image); here the forward keeps only ``probs`` and the backward filters once more.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, probs: torch.Tensor, loss: Any, items: Any) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(probs)
+        ctx.loss, ctx.items = loss, items
+        with torch.no_grad():
+            return loss.value_from_items(probs, items)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:  # type: ignore[override]
+        (probs,) = ctx.saved_tensors
+        with torch.no_grad():
+            # gradient_from_items is ∂(Σ_i value_i)/∂probs; item i's rows only depend on value_i
+            grad = ctx.loss.gradient_from_items(probs, ctx.items)
+        return grad * grad_output.reshape(-1, 1, 1, 1), None, None
+
+
+class RelaxedDenseLoss(torch.nn.Module):
+    """Dense-GD: per item PCE + λ·relaxed dense CRF, averaged over the items of the batch.
+
+    The regulariser is ``loss.value_from_items(softmax(logits), loss.items(images, seeds))`` (for
+    :class:`chainrule2.losses.DenseCRFLoss`: ``weight/|Ω'| · Σ_k S_kᵀ W (1 − S_k)`` on the
+    down-scaled grid, its λ is ``loss.weight``), back-propagated with the loss's analytic gradient
+    (no M × M kernel kept for autograd). The PCE part is :class:`SeedAwareLoss` with
+    ``divergence=None``; pixels whose seed is 254 (padding) are left out of the regulariser.
+
+    Parameters
+    ----------
+    loss : chainrule2.losses.DenseCRFLoss
+    normalization : str
+        Of the PCE part (default ``"item"``).
+    class_axis : int
+        1 for NCHW logits (default), -1 for class-last.
+
+    Call as ``criterion(output, targets, seeds, images)``: ``targets`` is ignored (pass None);
+    ``images`` ``(N, H, W, C)`` 0..255 (numpy or torch) give the bilateral kernel.
+    """
+
+    def __init__(self, loss: RelaxedDense, normalization: str = "item", class_axis: int = 1) -> None:
+        super().__init__()
+        for method in ("items", "value_from_items", "gradient_from_items"):
+            if not callable(getattr(loss, method, None)):
+                raise TypeError(f"loss: expected a DenseCRFLoss-like loss with {method}(), got {type(loss).__name__}")
+        self.loss = loss
+        self.pce = SeedAwareLoss(None, normalization=normalization, class_axis=class_axis)
+
+    def regulariser(self, logits: torch.Tensor, seeds: Labels, images: Labels | None) -> torch.Tensor:
+        """Per-item λ·R(S) (relaxed), ``(N,)``, of class-last ``logits``."""
+        if images is None:
+            raise ValueError("images: the relaxed dense CRF loss needs the images (N, H, W, C), got None")
+        seeds = seeds.detach().cpu().numpy() if isinstance(seeds, torch.Tensor) else np.asarray(seeds)
+        images = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+        if images.shape[: seeds.ndim] != seeds.shape:
+            raise ValueError(
+                f"images: expected (N, H, W, C) with (N, H, W) = {seeds.shape} (the seeds'), got {images.shape}"
+            )
+        items = self.loss.items(images, seeds).to(logits)
+        result: torch.Tensor = _DenseValue.apply(torch.softmax(logits, dim=-1), self.loss, items)
+        return result
 
     def forward(self, output: Output, targets: object, seeds: Labels, images: Labels | None = None) -> torch.Tensor:
         logits, _, s = self.pce.prepare(output, None, seeds)

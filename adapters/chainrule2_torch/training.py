@@ -53,7 +53,7 @@ from chainrule2_torch.data import (
 )
 from chainrule2_torch.distributed import SINGLE, Distributed, from_env
 from chainrule2_torch.model import resolve_device
-from chainrule2_torch.objectives import RelaxedPottsLoss, SeedAwareLoss, output_logits
+from chainrule2_torch.objectives import RelaxedDenseLoss, RelaxedPottsLoss, SeedAwareLoss, output_logits
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class TrainConfig:
 
     Parameters
     ----------
-    method : {"pce", "grid-gd", "adm", "grid-tr", "full"}
+    method : {"pce", "grid-gd", "dense-gd", "adm", "grid-tr", "full"}
     epochs : int
         Epochs after the warm-up.
     warmup_epochs : int
@@ -101,6 +101,11 @@ class TrainConfig:
         ``"adam"`` or ``"sgd"`` (momentum, weight decay); poly-0.9 decay over each phase.
     potts_weight : float
         λ (stage A and the Grid-GD relaxation alike).
+    dense_weight : float
+        λ of Dense-GD's relaxed dense CRF (:class:`~chainrule2.losses.DenseCRFLoss`, normalised per
+        down-scaled pixel, rloss's kernel and down-scaling); choose it on validation. The default 0.005
+        puts the term, on 96-px crops, at the magnitude of rloss's λ = 2e-9 on its 512-px crops
+        (the per-pixel sum grows with the grid: λ_rloss · M_512² / M_96, M pixels of the down-scaled grid).
     neighbourhood : {4, 8}
     relaxation : {"bilinear", "squared", "tv"}
         Grid-GD's relaxation.
@@ -137,6 +142,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "adam"
     potts_weight: float = 100.0
+    dense_weight: float = 0.005
     neighbourhood: int = 8
     relaxation: str = "bilinear"
     trust_weight: float = 0.05
@@ -164,7 +170,7 @@ class TrainConfig:
         for name in ("normalization", "pce_normalization"):
             if getattr(self, name) not in NORMALIZATIONS:
                 raise ValueError(f"{name}: expected one of {NORMALIZATIONS}, got {getattr(self, name)!r}")
-        for name in ("lr", "potts_weight"):
+        for name in ("lr", "potts_weight", "dense_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
@@ -202,6 +208,12 @@ def _grid_gd(config: TrainConfig, num_classes: int) -> torch.nn.Module:
     return RelaxedPottsLoss(potts, normalization=config.pce_normalization)
 
 
+def _dense_gd(config: TrainConfig, num_classes: int) -> torch.nn.Module:
+    from chainrule2.losses import DenseCRFLoss
+
+    return RelaxedDenseLoss(DenseCRFLoss(config.dense_weight), normalization=config.pce_normalization)
+
+
 def _adm(config: TrainConfig, num_classes: int) -> torch.nn.Module:
     return SeedAwareLoss(CrossEntropy(), normalization=config.normalization)
 
@@ -219,6 +231,7 @@ def _full(config: TrainConfig, num_classes: int) -> torch.nn.Module:
 METHOD_TABLE: dict[str, Method] = {
     "pce": Method("pce", "seeds", _pce),
     "grid-gd": Method("grid-gd", "seeds", _grid_gd, needs_images=True),
+    "dense-gd": Method("dense-gd", "seeds", _dense_gd, needs_images=True),
     "adm": Method("adm", "stage_a", _adm),
     "grid-tr": Method("grid-tr", "stage_a", _grid_tr),
     "full": Method("full", "masks", _full, warmup=False),
