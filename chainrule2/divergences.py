@@ -43,6 +43,7 @@ from chainrule2.validation import (
 
 __all__ = [
     "CrossEntropy",
+    "CollisionCrossEntropy",
     "KL",
     "Squared",
     "RobustCrossEntropy",
@@ -180,6 +181,55 @@ class KL(CrossEntropy):
     def _value(self, t: Any, valid: Any, logits: Any) -> Any:
         xp = array_namespace(logits)
         return xp.sum(_xlogx(t) - t * log_softmax(logits), axis=-1) * valid
+
+
+@dataclass(frozen=True)
+class CollisionCrossEntropy(_CheckedDivergence):
+    """Collision cross-entropy (Zhang & Boykov 2023): d(t ‖ S) = −log Σ_k t_k S_k.
+
+    −log of the probability that a class drawn from t and one drawn from S collide. Properties
+    (tested in tests/unit/test_collision_ce.py), for a distribution t:
+
+    * d ≥ 0, and d(one_hot(k) ‖ S) = −log S_k: it equals :class:`CrossEntropy` for one-hot
+      targets (same label costs); d = 0 only when t = S = one_hot(k), which a softmax never
+      reaches exactly;
+    * symmetric: d(t ‖ S) = d(S ‖ t);
+    * for soft t it is **not** zero at S = t (d(t ‖ t) = −log Σ t_k²); it is minimised by the
+      one-hot S on argmax t, at −log max_k t_k;
+    * an uninformative (uniform) t gives the constant log L and a zero gradient, so uncertain
+      pseudo-labels pull less than under CE;
+    * the gradient in the logits is ``S − q`` with the posterior q_k = t_k S_k / Σ_j t_j S_j.
+
+    Computed in log space (finite for any finite logits). A target row of zeros gives 0.
+    """
+
+    def _log_terms(self, t: Any, logits: Any) -> tuple[Any, Any, Any, Any]:
+        """(log-softmax, shift a, Σ_k t_k exp(log S_k − a), whether that sum is > 0)."""
+        xp = array_namespace(logits)
+        logp = log_softmax(logits)
+        masked = xp.where(t > 0, logp, xp.full_like(logp, -math.inf))
+        a = xp.max(masked, axis=-1, keepdims=True)
+        a = xp.where(xp.isfinite(a), a, xp.zeros_like(a))
+        total = xp.sum(t * xp.exp(masked - a), axis=-1)
+        return logp, a, total, total > 0
+
+    def _value(self, t: Any, valid: Any, logits: Any) -> Any:
+        xp = array_namespace(logits)
+        _, a, total, positive = self._log_terms(t, logits)
+        log_total = a[..., 0] + xp.log(xp.where(positive, total, xp.ones_like(total)))
+        return xp.where(positive, -log_total, xp.zeros_like(log_total)) * valid
+
+    def _label_costs(self, logits: Any) -> Any:
+        return -log_softmax(logits)
+
+    def _gradient(self, t: Any, valid: Any, logits: Any) -> Any:
+        xp = array_namespace(logits)
+        logp, a, total, positive = self._log_terms(t, logits)
+        masked = xp.where(t > 0, logp, xp.full_like(logp, -math.inf))
+        safe = xp.where(positive, total, xp.ones_like(total))[..., None]
+        posterior = t * xp.exp(masked - a) / safe
+        keep = xp.astype(positive, logits.dtype) * valid
+        return (xp.exp(logp) - posterior) * keep[..., None]
 
 
 @dataclass(frozen=True)
