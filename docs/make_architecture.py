@@ -67,7 +67,7 @@ LAYERS = [
                 )
             ],
             [
-                ("losses", ["losses"], "ScribblePotts, ChainScribblePotts"),
+                ("losses", ["losses"], "ScribblePotts, ChainScribblePotts, DenseCRFLoss"),
                 ("models", ["models"], "LinearClassifier, SGDFitter (numpy)"),
                 ("testing", ["testing"], "check_subproblem, strategies"),
             ],
@@ -75,7 +75,13 @@ LAYERS = [
                 ("energies", ["energies"], "GridPotts, MeanFieldEnergy, ChainPotts"),
                 ("base", ["base"], "Batch, SolverState, the protocols"),
             ],
-            [("divergences", ["divergences"], "CrossEntropy, KL, Squared, RobustCrossEntropy, SeedAwareObjective")],
+            [
+                (
+                    "divergences",
+                    ["divergences"],
+                    "CrossEntropy, CollisionCrossEntropy, KL, Squared, RobustCrossEntropy, SeedAwareObjective",
+                )
+            ],
             [
                 (
                     "validation, constants",

@@ -254,14 +254,14 @@ class _DenseValue(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, probs: torch.Tensor, loss: Any, items: Any) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, probs: torch.Tensor, loss: Any, items: Any) -> torch.Tensor:
         ctx.save_for_backward(probs)
         ctx.loss, ctx.items = loss, items
         with torch.no_grad():
             return loss.value_from_items(probs, items)
 
     @staticmethod
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, None, None]:
         (probs,) = ctx.saved_tensors
         with torch.no_grad():
             # gradient_from_items is ∂(Σ_i value_i)/∂probs; item i's rows only depend on value_i
