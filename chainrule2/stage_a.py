@@ -472,8 +472,9 @@ class StageA:
         """One energy per item (``None`` for a failed item): the batch at once, or item by item if that raises."""
         n = logits.shape[0]
         build = self.solver.energies
+        beta = float(self.trust_weight)  # the fixed rule; trust_weight="auto" searches its betas elsewhere
         try:
-            built = list(build(self.loss, logits, batch, self.trust_divergence, self.trust_weight))
+            built = list(build(self.loss, logits, batch, self.trust_divergence, beta))
         except Exception as err:
             batch_error = err
         else:
@@ -492,7 +493,7 @@ class StageA:
             one = Batch(None, batch.seeds[i : i + 1], None if batch.images is None else batch.images[i : i + 1],
                         None if batch.ids is None else tuple(batch.ids[i : i + 1]))  # fmt: skip
             try:
-                energies.append(build(self.loss, logits[i : i + 1], one, self.trust_divergence, self.trust_weight)[0])
+                energies.append(build(self.loss, logits[i : i + 1], one, self.trust_divergence, beta)[0])
             except Exception as err:
                 found = True
                 self._fail(i, ids, err, failures, "building its stage-A problem")

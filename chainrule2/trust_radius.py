@@ -255,6 +255,8 @@ class Bisection:
         if self._best is not None:
             beta, measure, state = self._best
             return BetaChoice(beta, state, measure, True, tuple(self._tried))
+        if self._last is None:
+            raise ValueError("result: no beta was tried")
         beta, measure, state = self._last  # ``high``, not meeting the bound
         return BetaChoice(beta, state, measure, False, tuple(self._tried))
 
