@@ -217,69 +217,81 @@ def _name(r: dict) -> str:
 
 
 def table(results: list[dict]) -> str:
-    """The markdown table of probe results (one row per result): best fixed β vs one fixed β vs auto."""
+    """Markdown tables of probe results, one row per result.
+
+    1. best fixed β vs one fixed β for all rows (the β of the common grid with the best mean) vs the
+       auto rule with its main setting (``seed_error`` when present, else the first τ);
+    2. the auto rule with every τ probed (mIoU and its difference to the best fixed β);
+    3. every fixed β (mIoU, the median fraction of free pixels it relabels, the median d_A excess);
+    4. the timing, where measured.
+    """
+    rows = sorted(results, key=lambda r: (r["dataset"], r["size"], r.get("warm_start", "initial")))
     taus = sorted(
-        {_parse_tau(k.rsplit("_", 1)[1]) for r in results for k in r if k.startswith("stage_a_val_miou_auto_tau_")},
+        {_parse_tau(k.rsplit("_", 1)[1]) for r in rows for k in r if k.startswith("stage_a_val_miou_auto_tau_")},
         key=lambda t: (isinstance(t, str), t),
     )
-    common = None
-    for r in results:
-        betas = {float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_")}
-        common = betas if common is None else common & betas
-    common = sorted(common or ())
-    # One fixed β for every row: the β of the common grid with the best mean over the rows.
-    one = max(common, key=lambda b: statistics.mean(r[_beta_key(b)] for r in results)) if common else None
-    head = ["data set", "val images", "network", "best fixed β (val)", "its mIoU"]
+    main = "seed_error" if "seed_error" in taus else (taus[0] if taus else None)
+    grid = [sorted(float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_")) for r in rows]
+    common = sorted(set.intersection(*(set(g) for g in grid))) if grid else []
+    one = max(common, key=lambda b: statistics.mean(r[_beta_key(b)] for r in rows)) if common else None
+    best = [max(g, key=lambda b, r=r: r[_beta_key(b)]) for r, g in zip(rows, grid, strict=True)]
+
+    def delta(r: dict, key: str, b: float) -> str:
+        return f"{r[key]:.1f} ({r[key] - r[_beta_key(b)]:+.1f})"
+
+    head = ["data set", "val images", "network", "best fixed β", "its mIoU"]
     if one is not None:
-        head.append(f"one fixed β = {one:g}")
-    for tau in taus:
-        head += [f"auto τ = {_tau(tau)}", "median β chosen", "auto − best fixed"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in sorted(results, key=lambda r: (r["dataset"], r["size"])):
-        betas = sorted(float(k.rsplit("_", 1)[1]) for k in r if k.startswith("stage_a_val_miou_beta_"))
-        best = max(betas, key=lambda b: r[_beta_key(b)])
-        row = [_name(r), str(r["val_images"]), f"{r['network_val_miou']:.1f}", f"{best:g}",
-               f"{r[_beta_key(best)]:.1f}"]  # fmt: skip
+        head.append(f"one fixed β = {one:g} (Δ)")
+    if main is not None:
+        head += [f"auto, max_changed = {_tau(main)} (Δ)", "median β chosen (range)", "median changed"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r, b in zip(rows, best, strict=True):
+        row = [_name(r), str(r["val_images"]), f"{r['network_val_miou']:.1f}", f"{b:g}", f"{r[_beta_key(b)]:.1f}"]
         if one is not None:
-            row.append(f"{r[_beta_key(one)]:.1f} ({r[_beta_key(one)] - r[_beta_key(best)]:+.1f})")
-        for tau in taus:
-            key = _tau_key(tau)
-            if key in r:
-                row += [
-                    f"{r[key]:.1f}",
-                    f"{r[f'beta_median_auto_tau_{_tau(tau)}']:.3g}",
-                    f"{r[key] - r[_beta_key(best)]:+.1f}",
-                ]
-            else:
-                row += ["–", "–", "–"]
-        lines.append("| " + " | ".join(row) + " |")
-    sweep = ["", "Stage-A val mIoU for every fixed β (and the median fraction of free pixels it relabels):", ""]
-    all_betas = sorted(
-        {float(k.rsplit("_", 1)[1]) for r in results for k in r if k.startswith("stage_a_val_miou_beta_")}
-    )
-    sweep.append("| data set | " + " | ".join(f"β = {b:g}" for b in all_betas) + " |")
-    sweep.append("|" + "---|" * (len(all_betas) + 1))
-    for r in sorted(results, key=lambda r: (r["dataset"], r["size"])):
+            row.append(delta(r, _beta_key(one), b))
+        if main is not None:
+            t = _tau(main)
+            lo, hi = r[f"beta_range_auto_tau_{t}"]
+            row += [delta(r, _tau_key(main), b), f"{r[f'beta_median_auto_tau_{t}']:.3g} ({lo:.3g}–{hi:.3g})",
+                    f"{100 * r[f'changed_median_auto_tau_{t}']:.0f} %"]  # fmt: skip
+        out.append("| " + " | ".join(row) + " |")
+    if taus:
+        out += ["", "Auto rule with each `max_changed` (stage-A val mIoU, Δ to the best fixed β):", ""]
+        out.append("| data set | " + " | ".join(f"τ = {_tau(t)}" for t in taus) + " |")
+        out.append("|" + "---|" * (len(taus) + 1))
+        for r, b in zip(rows, best, strict=True):
+            cells = [delta(r, _tau_key(t), b) if _tau_key(t) in r else "–" for t in taus]
+            out.append(f"| {_name(r)} | " + " | ".join(cells) + " |")
+    all_betas = sorted(set().union(*(set(g) for g in grid))) if grid else []
+    out += [
+        "",
+        "Every fixed β: stage-A val mIoU (median fraction of free pixels relabelled; median d_A excess, nats):",
+        "",
+    ]
+    out.append("| data set | " + " | ".join(f"β = {b:g}" for b in all_betas) + " |")
+    out.append("|" + "---|" * (len(all_betas) + 1))
+    for r in rows:
         cells = []
         for b in all_betas:
-            if _beta_key(b) in r:
-                changed = r.get(f"changed_median_beta_{b:g}", math.nan)
-                cells.append(f"{r[_beta_key(b)]:.1f} ({100 * changed:.0f} %)")
-            else:
+            if _beta_key(b) not in r:
                 cells.append("–")
-        sweep.append(f"| {_name(r)} | " + " | ".join(cells) + " |")
-    timing = [r for r in results if "timing" in r]
+                continue
+            changed = r.get(f"changed_median_beta_{b:g}", math.nan)
+            excess = r.get(f"excess_divergence_median_beta_{b:g}", math.nan)
+            cells.append(f"{r[_beta_key(b)]:.1f} ({100 * changed:.0f} %; {excess:.3f})")
+        out.append(f"| {_name(r)} | " + " | ".join(cells) + " |")
+    timing = [r for r in rows if "timing" in r]
     if timing:
-        sweep += ["", "| data set | fixed β | τ | runs | fixed s (median) | auto s (median) | auto / fixed |",
-                  "|---|---|---|---|---|---|---|"]  # fmt: skip
-        for r in sorted(timing, key=lambda r: (r["dataset"], r["size"])):
+        out += ["", "| data set | fixed β | auto τ | runs | fixed s (median) | auto s (median) | auto / fixed |",
+                "|---|---|---|---|---|---|---|"]  # fmt: skip
+        for r in timing:
             t = r["timing"]
             fixed, auto = statistics.median(t["fixed_solve_seconds"]), statistics.median(t["auto_solve_seconds"])
-            sweep.append(
+            out.append(
                 f"| {_name(r)} | {t['fixed_beta']:g} | {t['max_changed']} | {t['repeats']} | "
                 f"{fixed:.2f} | {auto:.2f} | {t['ratio_of_medians']:.2f} |"
             )
-    return "\n".join(lines + sweep)
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
