@@ -231,7 +231,7 @@ class StageA:
     trust_weight: float | str
     batch_solver: BatchSolver | None = None
     on_failure: str = "raise"
-    max_changed: float | None = None
+    max_changed: float | str | None = None
     beta_search: BetaSearch | None = None
 
     def __post_init__(self) -> None:

@@ -46,6 +46,24 @@ DEMO_DEFAULTS = dict(dataset="demo", size=96, limit=48, epochs=10, warmup_epochs
                      trust_weight=16.0, threads=1)  # fmt: skip
 
 
+def _trust_weight(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {text!r}") from None
+
+
+def _max_changed(text: str) -> float | str:
+    if text == "seed_error":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1] or 'seed_error', got {text!r}") from None
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
@@ -69,7 +87,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--potts-weight", type=float, default=100.0, help="lambda")
     p.add_argument("--dense-weight", type=float, default=0.005, help="lambda of dense-gd (per down-scaled pixel)")
-    p.add_argument("--trust-weight", type=float, default=0.05, help="beta")
+    p.add_argument("--trust-weight", type=_trust_weight, default=0.05,
+                   help="beta, or 'auto': per image the smallest beta whose stage-A labels relabel at most "
+                        "--max-changed of the free pixels (docs/concepts.md)")  # fmt: skip
+    p.add_argument("--max-changed", type=_max_changed, default=None,
+                   help="with --trust-weight auto: a fraction in (0, 1], or seed_error (the default: 1.5 x the "
+                        "network's error rate on the image's seeds)")  # fmt: skip
     p.add_argument("--error-prob", type=float, default=None, help="epsilon (default 0.9912*(C-1)/C)")
     p.add_argument("--relaxation", choices=("bilinear", "squared", "tv"), default="bilinear")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="mean",
@@ -118,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         potts_weight=args.potts_weight, dense_weight=args.dense_weight, relaxation=args.relaxation,
         trust_weight=args.trust_weight,
         error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
-        phase_switch=args.phase_switch,
+        phase_switch=args.phase_switch, max_changed=args.max_changed,
         seed=args.seed,
     )  # fmt: skip
     dist = from_env(args.device)  # one process, or this rank of torchrun's

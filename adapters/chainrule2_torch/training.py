@@ -41,6 +41,8 @@ import torch
 
 from chainrule2.divergences import NORMALIZATIONS, CrossEntropy, RobustCrossEntropy
 from chainrule2.stage_a import StageA
+from chainrule2.trust_radius import check_max_changed
+from chainrule2.validation import check_positive
 from chainrule2_torch._atomic import atomic_write
 from chainrule2_torch.data import (
     Augmentation,
@@ -109,8 +111,12 @@ class TrainConfig:
     neighbourhood : {4, 8}
     relaxation : {"bilinear", "squared", "tv"}
         Grid-GD's relaxation.
-    trust_weight : float
-        β.
+    trust_weight : float or "auto"
+        β; ``"auto"``: per image the smallest β whose stage-A labels relabel at most ``max_changed`` of
+        the free pixels from the network's arg-max (:mod:`chainrule2.trust_radius`, docs/concepts.md).
+    max_changed : float, "seed_error" or None
+        With ``trust_weight="auto"``: the bound τ, a fraction in (0, 1], or ``"seed_error"`` (the default,
+        None): 1.5 × the network's error rate on the image's own seeds.
     error_prob : float or None
         ε of the robust d_B (``grid-tr``); None = :func:`default_error_prob`.
     max_sweeps : int
@@ -145,7 +151,8 @@ class TrainConfig:
     dense_weight: float = 0.005
     neighbourhood: int = 8
     relaxation: str = "bilinear"
-    trust_weight: float = 0.05
+    trust_weight: float | str = 0.05
+    max_changed: float | str | None = None
     error_prob: float | None = None
     max_sweeps: int = 5
     normalization: str = "mean"
@@ -170,6 +177,18 @@ class TrainConfig:
         for name in ("normalization", "pce_normalization"):
             if getattr(self, name) not in NORMALIZATIONS:
                 raise ValueError(f"{name}: expected one of {NORMALIZATIONS}, got {getattr(self, name)!r}")
+        if isinstance(self.trust_weight, str):
+            if self.trust_weight != "auto":
+                raise ValueError(f"trust_weight: expected a number >= 0 or 'auto', got {self.trust_weight!r}")
+            if self.max_changed is not None:
+                check_max_changed(self.max_changed)
+        else:
+            check_positive(self.trust_weight, "trust_weight", allow_zero=True)
+            if self.max_changed is not None:
+                raise ValueError(
+                    f"max_changed: only with trust_weight='auto', got {self.max_changed!r} with "
+                    f"trust_weight={self.trust_weight!r}"
+                )
         for name in ("lr", "potts_weight", "dense_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -256,6 +275,7 @@ def make_stage_a(config: TrainConfig, batch_solver: Any = None) -> StageA:
         config.trust_weight,
         batch_solver=batch_solver,
         on_failure="keep",
+        max_changed=config.max_changed,
     )
 
 
@@ -410,7 +430,7 @@ def refresh_pseudo_labels(
     num_classes = int(samples[0].num_classes)
     counts = np.zeros(6, np.int64)  # changed, pixels, fit, fit pixels, failures, items with masks
     conf = np.zeros((2, num_classes, num_classes), np.int64)  # network, stage-A labels
-    solve_s, failed_ids = 0.0, []
+    solve_s, failed_ids, betas = 0.0, [], []
     for items, batch, logits in _eval_logits(network, local, batch_size, device):
         previous = [cache.get(s.id) for s in items]
         # seeds kept by an earlier failure (255 elsewhere) are no labelling to warm-start from: start cold
@@ -419,6 +439,7 @@ def refresh_pseudo_labels(
         ]
         proposal = stage_a.propose(logits, batch, initial=warm, class_axis=1)
         solve_s += proposal.report.solve_seconds
+        betas += [b for b in proposal.report.betas if math.isfinite(b)]
         failed = {index for index, _, _ in proposal.report.failures}
         argmax = logits.argmax(1).cpu().numpy()
         targets = proposal.targets.cpu().numpy()
@@ -457,6 +478,7 @@ def refresh_pseudo_labels(
         "stage_a_solve_s": solve_s,
         "stage_a_items": [int(n) for n in distributed.gather(float(len(local)))],
         "stage_a_failures": int(counts[4]),
+        **({"stage_a_beta_median": float(np.median(betas))} if betas else {}),  # trust_weight="auto", this rank
         "stage_a_changed": counts[0] / max(int(counts[1]), 1),
         "target_fit": counts[2] / counts[3] if counts[3] else None,
         "network_train_miou": _miou(conf[0]) if masked else None,
@@ -516,12 +538,18 @@ def _differences(a: dict, b: dict) -> list[str]:
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
+def _same_config(saved: dict, config: TrainConfig) -> bool:
+    """``saved`` (a checkpoint's config) is ``config``; a field the checkpoint predates counts as its default."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    return {**defaults, **saved} == dataclasses.asdict(config)
+
+
 def _restore_run(
     path: Path, config: TrainConfig, network: torch.nn.Module, cache: StageACache, write: bool = True
 ) -> tuple[int, dict]:
     """Load ``last.pt`` into the network and the cache: returns the next epoch and the saved phase state."""
     state = _load(path, "resume: checkpoint", "start without --resume (with --overwrite)")
-    if state.get("config") != dataclasses.asdict(config):
+    if not _same_config(state.get("config") or {}, config):
         diff = _differences(state.get("config") or {}, dataclasses.asdict(config))
         raise ValueError(f"resume: {path} was written with a different configuration (fields {diff})")
     network.load_state_dict(state["model"])

@@ -118,3 +118,28 @@ def test_example_script_demo_cli(tmp_path):
     final = json.loads((out / "final.json").read_text())
     assert "test" in final and final["command"].startswith("python examples/segmentation_scribbles.py")
     assert list((out / "panels").glob("*.png"))
+
+
+def test_grid_tr_with_the_adaptive_trust_region(data, tmp_path):
+    train_s, val_s, _ = data
+    config = _config("grid-tr", trust_weight="auto", max_changed=0.2)
+    train(config, _net(), train_s, val_s, out_dir=tmp_path, progress=False, panels=0)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    betas = [r["stage_a_beta_median"] for r in lines if "stage_a_beta_median" in r]
+    assert len(betas) == 2 and all(2**-6 <= b <= 2**10 for b in betas)
+    with pytest.raises(ValueError, match="trust_weight: expected a number >= 0 or 'auto'"):
+        TrainConfig(trust_weight="big")
+    with pytest.raises(ValueError, match="max_changed: only with trust_weight='auto'"):
+        TrainConfig(trust_weight=1.0, max_changed=0.2)
+    with pytest.raises(ValueError, match="max_changed"):
+        TrainConfig(trust_weight="auto", max_changed=1.5)
+
+
+def test_a_checkpoint_from_before_a_new_field_resumes(data, tmp_path):
+    train_s, val_s, _ = data
+    train(_config("pce"), _net(), train_s, val_s, out_dir=tmp_path, progress=False, panels=0, stop_after_epoch=0)
+    state = torch.load(tmp_path / "last.pt", weights_only=False)
+    del state["config"]["max_changed"]  # written by a version without the field
+    torch.save(state, tmp_path / "last.pt")
+    final = train(_config("pce"), _net(), train_s, val_s, out_dir=tmp_path, progress=False, panels=0, resume=True)
+    assert final["val"]["miou"] is not None
