@@ -910,7 +910,9 @@ def train(
         if stop_after_epoch is not None and epoch >= stop_after_epoch:
             return {"stopped_after_epoch": epoch}
     extra = {**(extra or {}), "seconds": time.perf_counter() - started}
-    return _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra, dist)
+    final = _finish(config, network, train_samples, val_samples, test_samples, cache, out, dev, panels, extra, dist)
+    dist.barrier()  # the ranks leave together: none tears its process group down while rank 0 still writes
+    return final
 
 
 def _write_epoch(record: dict, network: torch.nn.Module, phase: _Phase, cache: StageACache, config: TrainConfig,
