@@ -1,8 +1,11 @@
 """Launched by test_torchrun.py (alone, or under torchrun): a BN-free network trained with grid-tr, so
-1 and 2 processes must agree up to the order of floating-point reductions. Prints the final JSON."""
+1 and 2 processes must agree up to the order of floating-point reductions. Writes
+``<out>/result_rank<k>.json`` per rank."""
 
 import json
+import os
 import sys
+from pathlib import Path
 
 import torch
 
@@ -22,7 +25,9 @@ def main(out: str) -> None:
     final = train(config, _Float64(net), every[:8], every[8:], out_dir=out, progress=False, panels=0)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
-    print(json.dumps({"val": final["val"]["miou"], "weights": [float(p.detach().sum()) for p in net.parameters()]}))
+    rank = int(os.environ.get("RANK", "0"))  # a file per rank: the ranks' stdout lines can interleave
+    result = {"val": final["val"]["miou"], "weights": [float(p.detach().sum()) for p in net.parameters()]}
+    (Path(out) / f"result_rank{rank}.json").write_text(json.dumps(result))
 
 
 class _Float64(torch.nn.Module):

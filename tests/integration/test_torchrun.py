@@ -63,8 +63,8 @@ def test_one_and_two_processes_agree_without_batch_norm(tmp_path):
     two = subprocess.run(_torchrun() + ["--standalone", "--nproc_per_node", "2", script, str(tmp_path / "two")],
                          capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
     assert one.returncode == 0 and two.returncode == 0, one.stderr[-2000:] + two.stderr[-2000:]
-    a = json.loads(one.stdout.strip().splitlines()[-1])
-    b = [json.loads(x) for x in two.stdout.strip().splitlines() if x.startswith("{")]
-    assert len(b) == 2 and b[0] == b[1]  # both ranks hold the same model
+    a = json.loads((tmp_path / "one" / "result_rank0.json").read_text())
+    b = [json.loads((tmp_path / "two" / f"result_rank{k}.json").read_text()) for k in (0, 1)]
+    assert b[0] == b[1]  # both ranks hold the same model
     assert b[0]["weights"] == pytest.approx(a["weights"], rel=1e-9, abs=1e-9)
     assert b[0]["val"] == pytest.approx(a["val"], abs=1e-9)
