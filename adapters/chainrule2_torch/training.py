@@ -614,10 +614,10 @@ class _Phase:
 class RankBatches(torch.utils.data.Sampler):
     """This rank's share of every global batch of one epoch.
 
-    The epoch's order is ``torch.randperm(n)`` from a generator seeded with (seed, epoch) — what a
-    shuffled ``DataLoader`` draws — cut into global batches of ``batch_size``; rank ``r`` of ``w``
-    takes positions ``r, r + w, ...`` of each. One process sees exactly the shuffled DataLoader's
-    batches, and ``w`` processes see the same global batches between them. A last global batch
+    The epoch's order is ``torch.randperm(n)`` from a generator seeded with (seed, epoch), cut into
+    global batches of ``batch_size``; rank ``r`` of ``w`` takes positions ``r, r + w, ...`` of each.
+    One process sees exactly those global batches, and ``w`` processes see the same global batches
+    between them. A last global batch
     smaller than ``w`` is skipped by every rank (a rank without items cannot join the gradient
     all-reduce).
     """
