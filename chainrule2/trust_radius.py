@@ -46,8 +46,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from chainrule2._validation import check_int
 from chainrule2.constants import PADDING, UNLABELED
+from chainrule2.validation import check_int
 
 __all__ = [
     "DEFAULT_MAX_CHANGED",

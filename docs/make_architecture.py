@@ -85,7 +85,7 @@ LAYERS = [
             [
                 (
                     "validation, constants",
-                    ["validation", "_validation", "constants"],
+                    ["validation", "constants"],
                     "check_*: argument, expected, got; 254/255",
                 )
             ],

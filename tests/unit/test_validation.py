@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 import chainrule2.divergences as divergences
-from chainrule2 import _validation, validation
 from chainrule2.divergences import KL, CrossEntropy, RobustCrossEntropy, SeedAwareObjective, Squared
 from chainrule2.validation import (
     check_axis,
@@ -18,11 +17,6 @@ from chainrule2.validation import (
     check_positive,
     check_probability,
 )
-
-
-def test_the_old_private_path_is_the_same_functions() -> None:
-    for name in _validation.__all__:
-        assert getattr(_validation, name) is getattr(validation, name)
 
 
 def test_check_int() -> None:
