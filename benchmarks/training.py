@@ -42,7 +42,7 @@ def _data(args: argparse.Namespace) -> tuple[str, list]:
     return "demo", make_demo_dataset(args.images, args.size, seed=0)
 
 
-def _epoch_seconds(out: Path, stage_a_every: int) -> dict:
+def _epoch_seconds(out: Path) -> dict:
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     main = [r for r in lines if r["phase"] != "warmup"]
     epoch_s = [r["epoch_s"] for r in main]
@@ -61,7 +61,7 @@ def time_methods(samples: list, args: argparse.Namespace, folder: Path) -> dict:
         torch.manual_seed(0)
         net = UNet(3, samples[0].num_classes, width=args.width)
         train(config, net, samples, out_dir=folder / method, progress=False, panels=0, warmup_checkpoint=warmup)
-        out[method] = _epoch_seconds(folder / method, args.stage_a_every)
+        out[method] = _epoch_seconds(folder / method)
     return out
 
 

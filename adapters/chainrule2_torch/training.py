@@ -850,7 +850,8 @@ def train(
     cache = StageACache(out / "stage_a")
     stage_a = make_stage_a(config, batch_solver) if method.targets == "stage_a" else None
     metrics_path, ckpt_path = out / "metrics.jsonl", out / "last.pt"
-    fingerprint = _fingerprint(network, train_samples)
+    # hashing every training image is only needed to key a warm-up checkpoint
+    fingerprint = _fingerprint(network, train_samples) if warmup_checkpoint is not None else {}
 
     continuing = config.phase_switch == "continue"
 
