@@ -8,26 +8,16 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("maxflow")
 
-from chainrule2_torch.data import make_demo_dataset  # noqa: E402
-from chainrule2_torch.networks import UNet  # noqa: E402
-from chainrule2_torch.training import TrainConfig, train  # noqa: E402
+import _tiny_runs as tiny  # noqa: E402  (tests/ is on sys.path through its conftest)
+
+from chainrule2_torch.training import train  # noqa: E402
+
+_config, _net = tiny.tiny_config, tiny.tiny_net
 
 
 @pytest.fixture(scope="module")
 def data():
-    every = make_demo_dataset(10, 24, seed=0)
-    return every[:6], every[6:8], every[8:]
-
-
-def _config(method, **kw):
-    base = dict(method=method, epochs=2, warmup_epochs=1, stage_a_every=1, batch_size=3, crop_size=(24, 24), seed=3)
-    base.update(kw)
-    return TrainConfig(**base)
-
-
-def _net(seed=0):
-    torch.manual_seed(seed)
-    return UNet(3, 3, width=4, depth=2)
+    return tiny.demo_splits()
 
 
 RESUME = dict(epochs=3, warmup_epochs=2, stage_a_every=2)  # epochs 0-1 warm-up; stage A at 2 and 4
