@@ -1,29 +1,54 @@
 #!/usr/bin/env bash
-# The quality investigation of docs/results.md (validation split only): training seeds 0-2 of each
-# variant, into runs/investigation/<row>_<variant>/<method>/seed<k>/ (read by examples/results_table.py).
-# Usage: [SEEDS="0 1 2"] [METHODS="adm"] bash examples/investigate.sh <row> [variant...]; rows: demo horse_full
-# Variants: restart (the official phase switch: fresh optimizer and schedule after the warm-up), continue
-# (--phase-switch continue), and either with eps0.3 (--error-prob 0.3). Each variant runs pce and grid-tr
-# (beta 16); the warm-up checkpoint is shared by the runs of one seed and phase switch.
+# The quality investigation of docs/results.md (validation split only): training seeds of each variant,
+# into runs/investigation/<row>_<variant>/<method>/seed<k>/ (read by examples/results_table.py --metric val).
+# Usage: [SEEDS="0 1 2"] [METHODS="pce grid-tr"] [ROOT=runs/investigation] bash examples/investigate.sh <row> [variant...]
+# rows: demo horse_full horse_30 horse_clicks grabcut camvid isbi
+# variants (each adds options to the row's; "long" = 24 + 24 epochs, stage A every 4):
+#   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
+#   long long_auto long_every8 long_every2 long_width16 long_eps0.3 long_continue long_soft long_mf
+#   long_gd<lambda> long_tv_gd<lambda>   Grid-GD with its own lambda (bilinear / tv relaxation), e.g. long_gd10
+# One PCE warm-up per row, seed and warm-up schedule is shared by the runs that can use it.
 set -euo pipefail
 row=$1; shift
 variants=${*:-restart continue restart_eps0.3 continue_eps0.3}
+root=${ROOT:-runs/investigation}
+common="--no-progress --threads 1 --trust-weight 16"
 case $row in
-  demo)       data="--demo --no-progress" ;;
-  horse_full) data="--dataset weizmann_horse --length 1.0 --limit 100 --size 96 --width 8 --epochs 8 --warmup-epochs 8 --stage-a-every 2 --trust-weight 16 --no-progress --threads 1" ;;
+  demo)         data="--demo --no-progress" ; common="" ;;
+  horse_full)   data="--dataset weizmann_horse --length 1.0 --limit 100 --size 96 --width 8" ;;
+  horse_30)     data="--dataset weizmann_horse --length 0.3 --limit 100 --size 96 --width 8" ;;
+  horse_clicks) data="--dataset weizmann_horse --supervision clicks --limit 100 --size 96 --width 8" ;;
+  grabcut)      data="--dataset grabcut --supervision real --size 96 --width 16" ;;
+  camvid)       data="--dataset camvid --limit 120 --eval-limit 60 --size 96 --width 8" ;;
+  isbi)         data="--dataset isbi2012 --size 96 --width 8" ;;
   *) echo "unknown row $row"; exit 2 ;;
 esac
+short="--epochs 8 --warmup-epochs 8 --stage-a-every 2"
+long="--epochs 24 --warmup-epochs 24 --stage-a-every 4"
 for seed in ${SEEDS:-0 1 2}; do
   for v in $variants; do
-    switch=${v%%_*}; extra="--phase-switch $switch"
-    [[ $v == *_eps0.3 ]] && extra="$extra --error-prob 0.3"
-    methods="grid-tr"; [[ $v != *_eps* ]] && methods="pce grid-tr"
-    methods=${METHODS:-$methods}
-    for m in $methods; do
-      out="runs/investigation/${row}_$v/$m/seed$seed"
+    methods="pce grid-tr"
+    case $v in
+      restart|continue) extra="$short --phase-switch $v"; warm=$v ;;
+      restart_eps0.3|continue_eps0.3) extra="$short --phase-switch ${v%%_*} --error-prob 0.3"; warm=${v%%_*}; methods="grid-tr" ;;
+      long)          extra="$long"; warm=long; methods="pce grid-tr full" ;;
+      long_auto)     extra="$long --trust-weight auto"; warm=long; methods="grid-tr" ;;
+      long_every8)   extra="${long/--stage-a-every 4/--stage-a-every 8}"; warm=long; methods="grid-tr" ;;
+      long_every2)   extra="${long/--stage-a-every 4/--stage-a-every 2}"; warm=long; methods="grid-tr" ;;
+      long_eps0.3)   extra="$long --error-prob 0.3"; warm=long; methods="grid-tr" ;;
+      long_width16)  extra="$long --width 16"; warm=long_width16; methods="pce grid-tr" ;;
+      long_continue) extra="$long --phase-switch continue"; warm=long_continue; methods="pce grid-tr" ;;
+      long_soft)     extra="$long --stage-a-solver mean-field --soft-targets"; warm=long; methods="grid-tr" ;;
+      long_mf)       extra="$long --stage-a-solver mean-field"; warm=long; methods="grid-tr" ;;
+      long_gd*)      extra="$long --potts-weight ${v#long_gd}"; warm=long; methods="grid-gd" ;;  # Grid-GD's own lambda
+      long_tv_gd*)   extra="$long --relaxation tv --potts-weight ${v#long_tv_gd}"; warm=long; methods="grid-gd" ;;
+      *) echo "unknown variant $v"; exit 2 ;;
+    esac
+    for m in ${METHODS:-$methods}; do
+      out="$root/${row}_$v/$m/seed$seed"
       [ -f "$out/final.json" ] && continue
-      OMP_NUM_THREADS=1 python examples/segmentation_scribbles.py $data $extra --method "$m" --seed "$seed" \
-        --out "$out" --warmup-checkpoint "runs/investigation/${row}_warmup/$switch-seed$seed.pt" --overwrite > /dev/null
+      OMP_NUM_THREADS=1 python examples/segmentation_scribbles.py $data $common $extra --method "$m" --seed "$seed" \
+        --out "$out" --warmup-checkpoint "$root/warmups/${row}_$warm-seed$seed.pt" --overwrite > /dev/null
     done
   done
 done
