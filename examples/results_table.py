@@ -2,6 +2,7 @@
 
 python examples/results_table.py runs/results [--figure runs/results/results.png] [--metric test|val]
 python examples/results_table.py runs/investigation --metric val     # the validation-only investigation
+python examples/results_table.py runs/final --metric summary         # seeds aggregated, one row per setting
 
 Runs are read from ``<root>/<setting>/<method>/final.json`` (and ``metrics.jsonl`` next to it), as
 ``examples/results.sh`` writes them. Several training seeds of one method are also found in
@@ -23,13 +24,15 @@ from pathlib import Path
 
 from chainrule2_torch._atomic import atomic_write
 
-METHODS = ("pce", "grid-gd", "adm", "grid-tr", "full")
+METHODS = ("pce", "grid-gd", "dense-gd", "adm", "grid-tr", "dense-tr", "full")
 #: bar colours (Okabe-Ito, none of them grey like anti-aliased text)
 COLOURS = {
     "pce": (230, 159, 0),
     "grid-gd": (86, 180, 233),
+    "dense-gd": (240, 228, 66),
     "adm": (0, 158, 115),
     "grid-tr": (0, 114, 178),
+    "dense-tr": (213, 94, 0),
     "full": (204, 121, 167),
 }
 # figure geometry (px); the size follows from the numbers of settings and methods only, see figure_size
@@ -184,6 +187,68 @@ def mechanism(groups) -> list[str]:
     return lines
 
 
+def _cell(values: list[float | None]) -> str:
+    mean, sd, n = mean_sd(values)
+    return "n/a" if mean is None else f"{mean:.1f}" + ("" if sd is None else f" ± {sd:.1f}")
+
+
+def compare(found_a, found_b, metric: str = "test") -> dict | None:
+    """``b − a`` on ``metric``, paired by training seed: the mean difference, its per-seed values and
+    the verdict. A difference counts (``"win"`` / ``"loss"``) only when its mean exceeds the larger of the
+    two methods' seed sd (the research standard: inside the seeds' spread it is a ``"tie"``)."""
+    a = {k: r[metric] for k, r in found_a if r[metric] is not None}
+    b = {k: r[metric] for k, r in found_b if r[metric] is not None}
+    seeds = sorted(set(a) & set(b), key=lambda k: -1 if k is None else k)
+    if not seeds:
+        return None
+    diffs = [b[k] - a[k] for k in seeds]
+    mean = sum(diffs) / len(diffs)
+    spread = max((sd for _, sd, _ in (mean_sd([a[k] for k in seeds]), mean_sd([b[k] for k in seeds]))
+                  if sd is not None), default=None)  # fmt: skip
+    verdict = "tie" if spread is None or abs(mean) <= spread else ("win" if mean > 0 else "loss")
+    return {"mean": mean, "diffs": diffs, "seeds": seeds, "spread": spread, "verdict": verdict}
+
+
+SUMMARY_PAIRS = (("grid-tr", "pce"), ("grid-tr", "grid-gd"), ("dense-tr", "pce"), ("dense-tr", "dense-gd"))
+
+
+def summary(groups, metric: str = "test") -> list[str]:
+    """One row per setting: ``metric`` mIoU mean ± sd over the training seeds of every method run there,
+    the paired differences of :data:`SUMMARY_PAIRS` (mean, per-seed values, verdict of :func:`compare`) and
+    the share of the PCE → full-supervision gap that grid-tr closes; then one command per (setting, method)
+    (the seed-0 run's; the other seeds differ only in ``--seed``)."""
+    by_setting: dict[str, dict[str, list]] = {}
+    for setting, m, found in groups:
+        by_setting.setdefault(setting, {})[m] = found
+    methods = [m for m in METHODS if any(m in ms for ms in by_setting.values())]
+    pairs = [(b, a) for b, a in SUMMARY_PAIRS if b in methods and a in methods]
+    head = ["setting", "seeds"] + methods + [f"{b} − {a}" for b, a in pairs]
+    if "full" in methods and "pce" in methods and "grid-tr" in methods:
+        head.append("gap closed by grid-tr")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    commands = []
+    for setting, found_by in by_setting.items():
+        seeds = sorted({k for found in found_by.values() for k, _ in found}, key=lambda k: -1 if k is None else k)
+        cells = [setting, ", ".join("–" if k is None else str(k) for k in seeds)]
+        cells += [_cell([r[metric] for _, r in found_by[m]]) if m in found_by else "" for m in methods]
+        for b, a in pairs:
+            c = compare(found_by[a], found_by[b], metric) if a in found_by and b in found_by else None
+            cells.append("" if c is None else f"{c['mean']:+.1f} ({', '.join(f'{d:+.1f}' for d in c['diffs'])}; "
+                         f"{c['verdict']})")  # fmt: skip
+        if len(head) > len(cells):
+            means = {m: mean_sd([r[metric] for _, r in found_by[m]])[0] if m in found_by else None
+                     for m in ("pce", "grid-tr", "full")}  # fmt: skip
+            gap = None if None in means.values() else means["full"] - means["pce"]
+            cells.append("n/a" if not gap or gap <= 0 else f"{100 * (means['grid-tr'] - means['pce']) / gap:.0f} %")
+        lines.append("| " + " | ".join(cells) + " |")
+        for m in methods:
+            if m in found_by:
+                commands.append(found_by[m][0][1]["command"])
+    lines.append("")
+    lines += [f"    {c}" for c in commands]
+    return lines
+
+
 def figure_size(n_settings: int, n_methods: int) -> tuple[int, int]:
     """The figure's ``(width, height)`` in px for ``n_settings`` groups of ``n_methods`` bars."""
     group_w = max(n_methods * (BAR_W + BAR_GAP), MIN_GROUP_W) + GROUP_PAD
@@ -310,11 +375,13 @@ def main(root: str = "runs/results", figure: str | Path | None = None, metric: s
     ``figure=False`` writes none. Returns the figure's path (None when none was written: no figure, or no run).
     """
     groups = collect(root)
-    for line in mechanism(groups) if metric == "val" else markdown(groups):
+    table = {"val": mechanism, "summary": summary}.get(metric, markdown)
+    for line in table(groups):
         print(line)
     if figure is False or not groups:
         return None
-    path = write_figure(groups, Path(root) / "results.png" if figure is None else figure, metric)
+    path = write_figure(groups, Path(root) / "results.png" if figure is None else figure,
+                        "test" if metric == "summary" else metric)  # fmt: skip
     print(f"figure: {path}", file=sys.stderr)
     return path
 
@@ -324,9 +391,11 @@ def _cli(argv: list[str] | None = None) -> None:
     parser.add_argument("root", nargs="?", default="runs/results", help="folder of <setting>/<method>/ runs")
     parser.add_argument("--figure", default=None, help="PNG bar chart (default: <root>/results.png)")
     parser.add_argument("--no-figure", action="store_true", help="print the table only")
-    parser.add_argument("--metric", choices=("test", "val"), default="test",
+    parser.add_argument("--metric", choices=("test", "val", "summary"), default="test",
                         help="test: the results table and figure; val: the validation-only investigation table "
-                             "(mean ± sd over seeds, the mechanism on the training images, no test column)")  # fmt: skip
+                             "(mean ± sd over seeds, the mechanism on the training images, no test column); "
+                             "summary: one row per setting, test mIoU mean ± sd over the seeds per method, the "
+                             "paired method differences with their verdict and the gap grid-tr closes")  # fmt: skip
     args = parser.parse_args(argv)
     try:
         main(args.root, False if args.no_figure else args.figure, args.metric)

@@ -351,3 +351,23 @@ def test_the_investigation_table_is_validation_only_with_mean_sd_and_the_mechani
     assert row[3] == "71.0 ± 1.4" and row[4] == "65.5 ± 0.7"  # val; val after the switch
     assert row[5:8] == ["70.0 ± 0.0", "78.0 ± 0.0", "10.0 ± 0.0"] and row[8] == "85.0 ± 7.1"  # mechanism, fit in %
     assert row[-1].startswith("0: 70.0, 1: 72.0")
+
+
+def test_the_summary_table_pairs_seeds_and_calls_a_difference_inside_the_spread_a_tie(tmp_path, capsys):
+    rt = _results_table()
+    root = tmp_path / "runs"
+    rows = {"pce": (60.0, 62.0, 61.0), "grid-tr": (65.0, 66.0, 64.0), "full": (80.0, 80.0, 80.0)}
+    for m, values in rows.items():
+        for k, v in enumerate(values):
+            _run(root / "clicks" / m / f"seed{k}", v, v)
+    for k, (p, t) in enumerate(((60.0, 60.5), (70.0, 71.0), (65.0, 64.0))):  # +0.5, +1, -1: far inside sd 5
+        _run(root / "horse" / "pce" / f"seed{k}", p, p)
+        _run(root / "horse" / "grid-tr" / f"seed{k}", t, t)
+    rt.main(str(root), figure=False, metric="summary")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| setting | seeds | pce | grid-tr | full | grid-tr − pce | gap closed by grid-tr |"
+    # clicks: +5, +4, +3 (mean +4 > the larger sd, 1.0): a win; the gap 80 - 61 = 19, closed by 4
+    assert lines[2] == "| clicks | 0, 1, 2 | 61.0 ± 1.0 | 65.0 ± 1.0 | 80.0 ± 0.0 | +4.0 (+5.0, +4.0, +3.0; win) | 21 % |"
+    assert lines[3].startswith("| horse | 0, 1, 2 | 65.0 ± 5.0 | 65.2 ± 5.3 |  | +0.2 (+0.5, +1.0, -1.0; tie) | n/a |")
+    c = rt.compare([(0, {"test": 50.0}), (1, {"test": 51.0})], [(1, {"test": 40.0})])
+    assert c["seeds"] == [1] and c["diffs"] == [-11.0] and c["verdict"] == "tie"  # one pair: no spread, no claim
