@@ -367,7 +367,9 @@ def test_the_summary_table_pairs_seeds_and_calls_a_difference_inside_the_spread_
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "| setting | seeds | pce | grid-tr | full | grid-tr − pce | gap closed by grid-tr |"
     # clicks: +5, +4, +3 (mean +4 > the larger sd, 1.0): a win; the gap 80 - 61 = 19, closed by 4
-    assert lines[2] == "| clicks | 0, 1, 2 | 61.0 ± 1.0 | 65.0 ± 1.0 | 80.0 ± 0.0 | +4.0 (+5.0, +4.0, +3.0; win) | 21 % |"
+    assert (
+        lines[2] == "| clicks | 0, 1, 2 | 61.0 ± 1.0 | 65.0 ± 1.0 | 80.0 ± 0.0 | +4.0 (+5.0, +4.0, +3.0; win) | 21 % |"
+    )
     assert lines[3].startswith("| horse | 0, 1, 2 | 65.0 ± 5.0 | 65.2 ± 5.3 |  | +0.2 (+0.5, +1.0, -1.0; tie) | n/a |")
     c = rt.compare([(0, {"test": 50.0}), (1, {"test": 51.0})], [(1, {"test": 40.0})])
     assert c["seeds"] == [1] and c["diffs"] == [-11.0] and c["verdict"] == "tie"  # one pair: no spread, no claim
