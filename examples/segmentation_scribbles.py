@@ -24,7 +24,7 @@ docs/scaling.md)::
 Outputs in ``--out``: ``metrics.jsonl`` (one JSON line per epoch), ``final.json`` (val/test mIoU and
 per-class IoU by class name in percent, stage-A pseudo-label mIoU, the command), ``panels/*.png``
 (image | seeds | stage-A labels | prediction | truth), ``last.pt`` (for ``--resume``), ``model.pt``
-and the stage-A label cache ``stage_a/<id>.png``. An ``--out`` that holds a run is refused unless
+and the stage-A label cache ``stage_a/<id>.png`` (``stage_a/<id>.npz`` with ``--soft-targets``). An ``--out`` that holds a run is refused unless
 ``--resume`` or ``--overwrite`` is given.
 """
 
@@ -94,6 +94,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="with --trust-weight auto: a fraction in (0, 1], or seed_error (the default: 1.5 x the "
                         "network's error rate on the image's seeds)")  # fmt: skip
     p.add_argument("--error-prob", type=float, default=None, help="epsilon (default 0.9912*(C-1)/C)")
+    p.add_argument("--stage-a-solver", choices=("alpha-expansion", "mean-field"), default="alpha-expansion",
+                   help="stage A's solver: graph cuts (the paper) or mean-field (a distribution per pixel; hard "
+                        "targets are its arg-max unless --soft-targets)")  # fmt: skip
+    p.add_argument("--soft-targets", action="store_true",
+                   help="with --stage-a-solver mean-field: stage B fits the distributions themselves "
+                        "(cached as <out>/stage_a/<id>.npz)")  # fmt: skip
+    p.add_argument("--mean-field-temperature", type=float, default=None,
+                   help="with --stage-a-solver mean-field: temperature T > 0 of the free energy (default 1.0)")  # fmt: skip
+    p.add_argument("--mean-field-sweeps", type=int, default=None,
+                   help="with --stage-a-solver mean-field: at most this many sweeps (default 50)")  # fmt: skip
     p.add_argument("--relaxation", choices=("bilinear", "squared", "tv"), default="bilinear")
     p.add_argument("--normalization", choices=NORMALIZATIONS, default="mean",
                    help="stage-B normalisation of adm/grid-tr: mean over the batch's pixels, per item, the official "
@@ -116,6 +126,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # The demo's defaults replace the normal ones; options given on the command line still win.
         p.set_defaults(**DEMO_DEFAULTS)
         args = p.parse_args(argv)
+    if args.stage_a_solver != "mean-field":
+        for flag in ("soft_targets", "mean_field_temperature", "mean_field_sweeps"):
+            if getattr(args, flag) not in (None, False):
+                p.error(f"--{flag.replace('_', '-')}: only with --stage-a-solver mean-field, "
+                        f"got --stage-a-solver {args.stage_a_solver}")  # fmt: skip
     if args.out is None:
         args.out = f"runs/{args.dataset}/{args.method}"
     return args
@@ -142,6 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         trust_weight=args.trust_weight,
         error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
         phase_switch=args.phase_switch, max_changed=args.max_changed,
+        stage_a_solver=args.stage_a_solver, soft_targets=args.soft_targets,
+        **{k: v for k in ("mean_field_temperature", "mean_field_sweeps") if (v := getattr(args, k)) is not None},
         seed=args.seed,
     )  # fmt: skip
     dist = from_env(args.device)  # one process, or this rank of torchrun's

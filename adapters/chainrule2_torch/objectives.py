@@ -114,7 +114,9 @@ class SeedAwareLoss(torch.nn.Module):
     Call as ``criterion(output, targets, seeds)``: ``output`` logits ``(N, C, H, W)`` or
     ``{"out": logits}``; ``targets`` labels ``(N, H, W)`` (255 unlabeled, 254 padding) or soft
     targets with the class axis at ``class_axis``, or None when ``divergence`` is None; ``seeds``
-    ``(N, H, W)``. Numpy or torch, any device (moved to the logits' device).
+    ``(N, H, W)``. Numpy or torch, any device (moved to the logits' device). A soft target that
+    is all 0 at a pixel (the padding :class:`~chainrule2_torch.data.Augmentation` gives soft
+    targets) is ignored there, as a 254 label: neither summed nor counted by the normalisation.
 
     Examples
     --------
@@ -172,7 +174,20 @@ class SeedAwareLoss(torch.nn.Module):
                 f"targets: expected labels of shape {tuple(seeds_t.shape)} (as the seeds) or soft targets, "
                 f"got {tuple(t.shape)}"
             )
+        if t.is_floating_point():
+            seeds_t = self._no_target_as_padding(t, seeds_t, int(logits.shape[-1]))
         return logits, t, seeds_t
+
+    def _no_target_as_padding(self, t: torch.Tensor, seeds: torch.Tensor, num_classes: int) -> torch.Tensor:
+        """Seeds with 254 where a soft target is all 0 (its padding, see ``Augmentation``): such a pixel
+        leaves the sum and the pixel counts of the normalisation, as a 254 label does. A seed pixel
+        keeps its seed term unless the divergence covers the seeds too (``seed_divergence=None``)."""
+        empty = t.sum(dim=-1) == 0
+        if self.objective.seed_divergence is not None:
+            empty = empty & ~((seeds >= 0) & (seeds < num_classes))
+        if not bool(empty.any()):
+            return seeds
+        return torch.where(empty, torch.full_like(seeds, PADDING), seeds)
 
     def forward(self, output: Output, targets: Labels | None, seeds: Labels) -> torch.Tensor:
         logits, t, s = self.prepare(output, targets, seeds)

@@ -11,8 +11,9 @@ and full supervision, with the paper's schedule (PAPER.md §4), built from the p
   phase has its own optimizer and poly learning-rate schedule.
 * Trust-region methods run stage A every ``stage_a_every`` epochs on the full-size, un-augmented
   training images (network in eval mode), warm-started from the cached labels. The labels are cached
-  per item (``<out>/stage_a/<id>.png``), carried by each sample as its ``target`` and augmented jointly
-  with the image; between stage-A epochs the network is never run for them.
+  per item (``<out>/stage_a/<id>.png``; soft targets of mean-field: ``<out>/stage_a/<id>.npz``), carried
+  by each sample as its ``target`` and augmented jointly with the image; between stage-A epochs the
+  network is never run for them.
 * Every epoch appends one JSON line to ``<out>/metrics.jsonl`` and atomically replaces ``<out>/last.pt``
   (model, optimizer, schedule, phase, epoch, stage-A cache). The shuffling and augmentation streams are
   functions of (seed, epoch), so ``resume=True`` continues an interrupted run — at any epoch, also inside
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from chainrule2.constants import UNLABELED
 from chainrule2.divergences import NORMALIZATIONS, CrossEntropy, RobustCrossEntropy
 from chainrule2.stage_a import StageA
 from chainrule2.trust_radius import check_max_changed
@@ -76,6 +78,7 @@ __all__ = [
 #: default ε for C classes keeps that fraction: ε = 0.9912·(C−1)/C (PAPER.md §3–4).
 UNIFORM_ERROR_FRACTION = 0.944 * 21 / 20
 PHASE_SWITCHES = ("restart", "continue")
+STAGE_A_SOLVERS = ("alpha-expansion", "mean-field")
 
 
 def default_error_prob(num_classes: int, fraction: float = UNIFORM_ERROR_FRACTION) -> float:
@@ -121,6 +124,21 @@ class TrainConfig:
         ε of the robust d_B (``grid-tr``); None = :func:`default_error_prob`.
     max_sweeps : int
         Alpha-expansion sweeps.
+    stage_a_solver : {"alpha-expansion", "mean-field"}
+        Stage A's solver on the grid Potts energy: graph cuts (:class:`~chainrule2.solvers.AlphaExpansion`,
+        the paper) or :class:`~chainrule2.solvers.MeanField` (a distribution per pixel, at
+        ``mean_field_temperature``, at most ``mean_field_sweeps`` checkerboard sweeps). Used by
+        ``adm`` and ``grid-tr``.
+    soft_targets : bool
+        Only with ``stage_a_solver="mean-field"``: stage B fits mean-field's distributions themselves
+        (cached as float16 ``<out>/stage_a/<id>.npz``, augmented jointly with the image, all 0 on
+        padding). False: the hard targets are the arg-max of the distribution (seeds stay exact),
+        cached as labels like alpha-expansion's. Either way stage A warm-starts from the cache.
+    mean_field_temperature : float
+        T > 0 of the mean-field free energy (T → 0: the labels of a local minimum of the grid energy;
+        larger T: softer distributions).
+    mean_field_sweeps : int
+        Upper bound on mean-field sweeps (it stops earlier when the free energy stops falling).
     normalization : {"official", "mean", "item", "sum"}
         How the stage-B sum over pixels of ``adm`` and ``grid-tr`` is normalised
         (:class:`~chainrule2.divergences.SeedAwareObjective`); ``"mean"``: over the batch's pixels.
@@ -155,6 +173,10 @@ class TrainConfig:
     max_changed: float | str | None = None
     error_prob: float | None = None
     max_sweeps: int = 5
+    stage_a_solver: str = "alpha-expansion"
+    soft_targets: bool = False
+    mean_field_temperature: float = 1.0
+    mean_field_sweeps: int = 50
     normalization: str = "mean"
     pce_normalization: str = "item"
     phase_switch: str = "restart"
@@ -163,7 +185,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
-        for name in ("epochs", "warmup_epochs", "stage_a_every", "batch_size", "max_sweeps"):
+        for name in ("epochs", "warmup_epochs", "stage_a_every", "batch_size", "max_sweeps", "mean_field_sweeps"):
             value = getattr(self, name)
             low = 0 if name in ("epochs", "warmup_epochs") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
@@ -172,6 +194,15 @@ class TrainConfig:
             raise ValueError(f"optimizer: expected 'adam' or 'sgd', got {self.optimizer!r}")
         if len(self.crop_size) != 2 or min(self.crop_size) < 8:
             raise ValueError(f"crop_size: expected (H, W) with both >= 8, got {self.crop_size!r}")
+        if self.stage_a_solver not in STAGE_A_SOLVERS:
+            raise ValueError(f"stage_a_solver: expected one of {STAGE_A_SOLVERS}, got {self.stage_a_solver!r}")
+        if not isinstance(self.soft_targets, bool):
+            raise ValueError(f"soft_targets: expected True or False, got {self.soft_targets!r}")
+        if self.soft_targets and self.stage_a_solver != "mean-field":
+            raise ValueError(
+                "soft_targets: True needs a stage A that returns a distribution per pixel, "
+                f"stage_a_solver='mean-field'; got stage_a_solver={self.stage_a_solver!r}"
+            )
         if self.phase_switch not in PHASE_SWITCHES:
             raise ValueError(f"phase_switch: expected one of {PHASE_SWITCHES}, got {self.phase_switch!r}")
         for name in ("normalization", "pce_normalization"):
@@ -189,7 +220,7 @@ class TrainConfig:
                     f"max_changed: only with trust_weight='auto', got {self.max_changed!r} with "
                     f"trust_weight={self.trust_weight!r}"
                 )
-        for name in ("lr", "potts_weight", "dense_weight"):
+        for name in ("lr", "potts_weight", "dense_weight", "mean_field_temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
@@ -260,16 +291,20 @@ WARMUP = Method("pce", "seeds", _pce)  #: the shared warm-up phase
 
 
 def make_stage_a(config: TrainConfig, batch_solver: Any = None) -> StageA:
-    """Alpha-expansion on the contrast-sensitive grid Potts, with the β·CE trust region.
+    """``config.stage_a_solver`` (alpha-expansion, or mean-field: soft) on the contrast-sensitive grid
+    Potts, with the β·CE trust region.
 
     ``on_failure="keep"``: an item whose stage A fails keeps its previous labels (its seeds the
     first time) and training goes on; :func:`refresh_pseudo_labels` counts and names such items.
     """
     from chainrule2.losses import ScribblePotts
-    from chainrule2.solvers import AlphaExpansion
+    from chainrule2.solvers import AlphaExpansion, MeanField
 
+    solver: Any = AlphaExpansion(max_sweeps=config.max_sweeps)
+    if config.stage_a_solver == "mean-field":
+        solver = MeanField(max_sweeps=config.mean_field_sweeps, temperature=config.mean_field_temperature)
     return StageA(
-        AlphaExpansion(max_sweeps=config.max_sweeps),
+        solver,
         ScribblePotts(potts_weight=config.potts_weight, neighbourhood=config.neighbourhood),
         CrossEntropy(),
         config.trust_weight,
@@ -354,48 +389,111 @@ def _miou(conf: np.ndarray | None) -> float | None:
 
 
 class StageACache:
-    """Stage-A labels keyed by item id, in memory and on disk (``<folder>/<id>.png``, written atomically)."""
+    """Stage-A targets keyed by item id, in memory and on disk (written atomically).
 
-    def __init__(self, folder: Path | None):
+    Hard (``soft=False``): labels ``(H, W)`` uint8 in ``<folder>/<id>.png``. Soft: distributions
+    ``(H, W, C)`` float16 in ``<folder>/<id>.npz`` (one array ``target``, compressed: the classes the
+    label restriction rules out hold zeros); a pixel whose entries are all 0 has no target (an item
+    stage A failed on the first time: its seeds one-hot, 0 elsewhere). The memory copy holds exactly
+    the file's float16 values, so every rank and a resumed run train on the same numbers.
+    """
+
+    def __init__(self, folder: Path | None, soft: bool = False):
         self.folder = folder
-        self.labels: dict[str, np.ndarray] = {}
+        self.soft = bool(soft)
+        self.suffix = ".npz" if self.soft else ".png"
+        self.labels: dict[str, np.ndarray] = {}  #: the targets (labels or distributions) by item id
 
-    def put(self, key: str, labels: np.ndarray) -> None:
-        self.labels[key] = np.asarray(labels, np.uint8)
-        if self.folder is not None:
+    def _stored(self, key: str, target: Any) -> np.ndarray:
+        """``target`` as the cache keeps it: uint8 labels ``(H, W)`` or float16 distributions ``(H, W, C)``."""
+        a = np.asarray(target)
+        if self.soft:
+            if a.ndim != 3 or not np.issubdtype(a.dtype, np.floating):
+                raise ValueError(
+                    f"target of {key!r}: expected a distribution (H, W, C) of floats, got {a.shape} {a.dtype}"
+                )
+            return a.astype(np.float16)
+        if a.ndim != 2 or not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"target of {key!r}: expected labels (H, W) of integers, got {a.shape} {a.dtype}")
+        return a.astype(np.uint8)
+
+    def put(self, key: str, target: np.ndarray) -> None:
+        self.labels[key] = stored = self._stored(key, target)
+        if self.folder is None:
+            return
+        if self.soft:
+            atomic_write(self.folder / f"{key}.npz", lambda f: np.savez_compressed(f, target=stored))
+        else:
             from PIL import Image
 
-            image = Image.fromarray(self.labels[key])
+            image = Image.fromarray(stored)
             atomic_write(self.folder / f"{key}.png", lambda f: image.save(f, format="PNG"))
 
     def get(self, key: str) -> np.ndarray | None:
+        """The cached target (labels or distribution) of ``key``, or None."""
         return self.labels.get(key)
 
+    def labels_of(self, key: str) -> np.ndarray | None:
+        """Hard labels ``(H, W)`` uint8 of ``key``: the labels, or the arg-max of the distribution
+        with 255 where it has no mass (the pixels that carry no target); None if not cached."""
+        target = self.labels.get(key)
+        if target is None or not self.soft:
+            return target
+        labels = np.argmax(target, axis=-1).astype(np.uint8)
+        labels[target.sum(axis=-1, dtype=np.float32) == 0] = UNLABELED
+        return labels
+
+    def initial(self, key: str, num_classes: int) -> np.ndarray | None:
+        """Stage A's warm start for ``key``: the cached labels, or the distribution in float64 and
+        renormalised (float16 sums are off by ~1e-3, the solver wants 1e-6); None (start cold) when
+        nothing is cached or some pixel has no target (a failure's seeds)."""
+        target = self.labels.get(key)
+        if target is None:
+            return None
+        if not self.soft:
+            return None if target.max() >= num_classes else target
+        q = target.astype(np.float64)
+        total = q.sum(axis=-1, keepdims=True)
+        return None if not np.all(total > 0) else q / total
+
     def load(self, keys: Sequence[str]) -> None:
-        """Read the labels of ``keys`` from their files (written by another rank)."""
+        """Read the targets of ``keys`` from their files (written by another rank)."""
         from chainrule2_torch.data import read_labels
 
         if self.folder is None:
             raise ValueError("StageACache.load: this cache has no folder to read labels from")
         for key in keys:
-            self.labels[key] = np.asarray(read_labels(self.folder / f"{key}.png"), np.uint8)
+            path = self.folder / f"{key}{self.suffix}"
+            if self.soft:
+                with np.load(path) as saved:
+                    self.labels[key] = self._stored(key, saved["target"])
+            else:
+                self.labels[key] = np.asarray(read_labels(path), np.uint8)
 
     def state(self) -> dict[str, np.ndarray]:
         return dict(self.labels)
 
     def restore(self, state: dict[str, np.ndarray], write: bool = True) -> None:
-        """Exactly the labels of ``state``; files an interrupted stage A wrote after it are removed
+        """Exactly the targets of ``state``; files an interrupted stage A wrote after it are removed
         (``write=False``: memory only, for the ranks other than the writer)."""
         self.labels = {}
-        for key, labels in state.items():
+        for key, target in state.items():
             if write:
-                self.put(key, labels)
+                self.put(key, target)
             else:
-                self.labels[key] = np.asarray(labels, np.uint8)
+                self.labels[key] = self._stored(key, target)
         if write and self.folder is not None and self.folder.is_dir():
-            for path in self.folder.glob("*.png"):
+            for path in self.folder.glob(f"*{self.suffix}"):
                 if path.stem not in self.labels:
                     path.unlink()
+
+
+def _seed_distribution(seeds: np.ndarray, num_classes: int) -> np.ndarray:
+    """``(H, W, C)``: one-hot on the seed pixels, 0 (no target) elsewhere: a soft cache's seeds-only entry."""
+    out = np.zeros((*seeds.shape, num_classes), np.float16)
+    ys, xs = np.nonzero(seeds < num_classes)
+    out[ys, xs, seeds[ys, xs]] = 1.0
+    return out
 
 
 def refresh_pseudo_labels(
@@ -413,6 +511,11 @@ def refresh_pseudo_labels(
     ``target_fit``: the fraction of pixels where the network's arg-max already agreed with the
     previous stage-A labels (how well stage B fitted its targets; None at the first stage A); and,
     on the items with masks, the network's and the new stage-A labels' mIoU (the mechanism).
+
+    A soft stage A (``MeanField``) returns distributions: a soft cache (``cache.soft``) keeps them
+    and the figures are those of their arg-max (:meth:`StageACache.labels_of`); a hard cache keeps
+    the arg-max itself (seeds stay exact: mean-field keeps them one-hot). The warm start is
+    :meth:`StageACache.initial`: the cached labels or distribution.
 
     ``stage_a_failures``: how many items stage A failed on (``StageA(on_failure="keep")``, logged
     with their ids as a warning). Such an item keeps its cached labels; the first time, its cache
@@ -432,18 +535,18 @@ def refresh_pseudo_labels(
     conf = np.zeros((2, num_classes, num_classes), np.int64)  # network, stage-A labels
     solve_s, failed_ids, betas = 0.0, [], []
     for items, batch, logits in _eval_logits(network, local, batch_size, device):
-        previous = [cache.get(s.id) for s in items]
-        # seeds kept by an earlier failure (255 elsewhere) are no labelling to warm-start from: start cold
-        warm = [
-            None if old is None or old.max() >= s.num_classes else old for s, old in zip(items, previous, strict=True)
-        ]
+        previous = [cache.labels_of(s.id) for s in items]
+        # seeds kept by an earlier failure (no target elsewhere) are no labelling to warm-start from: start cold
+        warm = [cache.initial(s.id, s.num_classes) for s in items]
         proposal = stage_a.propose(logits, batch, initial=warm, class_axis=1)
         solve_s += proposal.report.solve_seconds
         betas += [b for b in proposal.report.betas if math.isfinite(b)]
         failed = {index for index, _, _ in proposal.report.failures}
         argmax = logits.argmax(1).cpu().numpy()
         targets = proposal.targets.cpu().numpy()
-        for k, (s, labels, net, old) in enumerate(zip(items, targets, argmax, previous, strict=True)):
+        if targets.ndim == argmax.ndim + 1:  # soft (N, C, H, W): distributions class-last
+            targets = np.moveaxis(targets, 1, -1)
+        for k, (s, target, net, old) in enumerate(zip(items, targets, argmax, previous, strict=True)):
             if old is not None:
                 counted = old < s.num_classes
                 counts[2] += int(np.count_nonzero((old == net) & counted))
@@ -451,9 +554,13 @@ def refresh_pseudo_labels(
             if k in failed:  # the cache keeps its previous labels; the first time, its seeds (255 elsewhere)
                 failed_ids.append(s.id)
                 if old is None:
-                    cache.put(s.id, s.seeds)
+                    cache.put(s.id, _seed_distribution(s.seeds, s.num_classes) if cache.soft else s.seeds)
                 continue
-            cache.put(s.id, labels)
+            if target.ndim == 3 and not cache.soft:  # hard targets of a soft stage A: the arg-max
+                target = target.argmax(-1)
+            cache.put(s.id, target)
+            labels = cache.labels_of(s.id)  # the figures are those of the labels as cached
+            assert labels is not None  # just put
             counts[0] += int(np.count_nonzero(labels != net))
             counts[1] += labels.size
             if s.mask is not None:
@@ -847,7 +954,7 @@ def train(
     warmup = config.warmup_epochs if method.warmup else 0
     total = config.warmup_epochs + config.epochs  # the same number of epochs for every method
     per_epoch = len(RankBatches(len(train_samples), config.batch_size, 0, dist))
-    cache = StageACache(out / "stage_a")
+    cache = StageACache(out / "stage_a", soft=config.soft_targets)
     stage_a = make_stage_a(config, batch_solver) if method.targets == "stage_a" else None
     metrics_path, ckpt_path = out / "metrics.jsonl", out / "last.pt"
     # hashing every training image is only needed to key a warm-up checkpoint
@@ -965,13 +1072,14 @@ def _finish(
 def _final_mechanism(network: torch.nn.Module, samples: Sequence[Any], cache: StageACache, batch_size: int,
                      dev: torch.device) -> dict:  # fmt: skip
     """How well the final network fits its last targets (``target_fit``), its train mIoU and the labels' mIoU."""
-    cached = [s for s in samples if cache.get(s.id) is not None]
+    hard = {s.id: h for s in samples if (h := cache.labels_of(s.id)) is not None}  # the arg-max of soft targets
+    cached = [s for s in samples if s.id in hard]
     if not cached:
         return {}
     preds = predict_labels(network, cached, batch_size, dev)
     # an item stage A failed on from the start holds its seeds (255 elsewhere): only real labels count
-    labelled = {s.id: cache.get(s.id) < s.num_classes for s in cached}
-    agree = sum(int(np.count_nonzero((preds[s.id] == cache.get(s.id)) & labelled[s.id])) for s in cached)
+    labelled = {s.id: hard[s.id] < s.num_classes for s in cached}
+    agree = sum(int(np.count_nonzero((preds[s.id] == hard[s.id]) & labelled[s.id])) for s in cached)
     counted = sum(int(np.count_nonzero(labelled[s.id])) for s in cached)
     out: dict = {"target_fit": agree / counted if counted else None}
     masked = [s for s in cached if s.mask is not None]
@@ -985,7 +1093,7 @@ def _final_mechanism(network: torch.nn.Module, samples: Sequence[Any], cache: St
     if solved:
         conf = np.zeros((num_classes, num_classes), np.int64)
         for s in solved:
-            conf += confusion_matrix(cache.labels[s.id], s.mask, num_classes)
+            conf += confusion_matrix(hard[s.id], s.mask, num_classes)
         out["pseudo_miou"] = _miou(conf)
     return out
 
@@ -998,7 +1106,7 @@ def write_panels(
         return
     preds = predict_labels(network, samples, device=device)
     for s in samples:
-        pseudo = cache.get(s.id) if cache is not None else None
+        pseudo = cache.labels_of(s.id) if cache is not None else None
         caption = s.id
         if s.mask is not None:
             caption += f"  mIoU {_miou(confusion_matrix(preds[s.id], s.mask, s.num_classes)) or 0.0:.1f}"

@@ -1,8 +1,10 @@
 """Kill and resume: at every epoch, inside stage A, after a crash between a metrics line and its
-checkpoint, in both phase-switch modes; and the refusal to mix a new run into an old one."""
+checkpoint, in both phase-switch modes, with the soft (mean-field) cache; and the refusal to mix a
+new run into an old one."""
 
 import json
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -118,3 +120,43 @@ def test_an_old_run_is_not_silently_mixed_into_a_new_one(data, tmp_path):
           panels=0, overwrite=True)  # fmt: skip
     assert (tmp_path / "previous.final.json").read_text() == old
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+SOFT = dict(stage_a_solver="mean-field", soft_targets=True, mean_field_temperature=20.0, **RESUME)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_soft(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted_soft")
+    net = _net()
+    final = train(_config("grid-tr", **SOFT), net, *data, out_dir=out, progress=False, panels=0)
+    cache = {p.stem: np.load(p)["target"] for p in (out / "stage_a").glob("*.npz")}
+    return net, final, (out / "metrics.jsonl").read_text().splitlines(), cache
+
+
+@pytest.mark.parametrize("how", ["stop after the first stage A", "killed inside the second stage A"])
+def test_the_soft_cache_resumes_exactly(data, tmp_path, uninterrupted_soft, how):
+    full_net, full, full_lines, full_cache = uninterrupted_soft
+    if how.startswith("stop"):
+        train(_config("grid-tr", **SOFT), _net(), *data, out_dir=tmp_path, progress=False, panels=0,
+              stop_after_epoch=2)  # fmt: skip
+    else:
+        with pytest.raises(_Killed):
+            train(_config("grid-tr", **SOFT), _net(), *data, out_dir=tmp_path, progress=False, panels=0,
+                  batch_solver=_dies_on_call(4))  # fmt: skip
+    assert not list((tmp_path / "stage_a").glob("*.png"))
+    net = _net(seed=99)
+    resumed = train(_config("grid-tr", **SOFT), net, *data, out_dir=tmp_path, progress=False, panels=0, resume=True)
+    _same_networks(full_net, net)
+    assert resumed["test"]["miou"] == full["test"]["miou"]
+    assert resumed["target_fit"] == full["target_fit"] and resumed["pseudo_miou"] == full["pseudo_miou"]
+    drop = ("epoch_s", "stage_a_s", "stage_a_solve_s")
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    strip = [{k: v for k, v in json.loads(x).items() if k not in drop} for x in lines]
+    assert strip == [{k: v for k, v in json.loads(x).items() if k not in drop} for x in full_lines]
+    cache = {p.stem: np.load(p)["target"] for p in (tmp_path / "stage_a").glob("*.npz")}
+    assert sorted(cache) == sorted(full_cache)
+    for key, q in cache.items():
+        np.testing.assert_array_equal(q, full_cache[key])
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)["stage_a_cache"]
+    assert all(saved[k].dtype == np.float16 and np.array_equal(saved[k], cache[k]) for k in cache)

@@ -135,3 +135,42 @@ def test_a_checkpoint_from_before_a_new_field_resumes(data, tmp_path):
     torch.save(state, tmp_path / "last.pt")
     final = train(_config("pce"), _net(), train_s, val_s, out_dir=tmp_path, progress=False, panels=0, resume=True)
     assert final["val"]["miou"] is not None
+
+
+@pytest.mark.parametrize("soft", [True, False])
+def test_grid_tr_with_mean_field_targets(data, tmp_path, soft):
+    train_s, val_s, test_s = data
+    config = _config("grid-tr", stage_a_solver="mean-field", soft_targets=soft, mean_field_temperature=20.0)
+    final = train(config, _net(), train_s, val_s, test_s, out_dir=tmp_path, progress=False, panels=1)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    stage_a = [r for r in lines if "stage_a_solve_s" in r]
+    assert len(stage_a) == 2 and all(np.isfinite(r["loss"]) for r in lines)
+    assert all(0 <= r["stage_a_changed"] <= 1 and r["pseudo_miou"] is not None for r in stage_a)
+    assert stage_a[0]["target_fit"] is None and 0 <= stage_a[1]["target_fit"] <= 1
+    assert final["pseudo_miou"] is not None and 0 <= final["target_fit"] <= 1
+    files = sorted((tmp_path / "stage_a").iterdir())
+    assert [p.name for p in files] == sorted(f"{s.id}.{'npz' if soft else 'png'}" for s in train_s)
+    if soft:  # the cache holds distributions (float16), soft at T = 20
+        q = np.load(files[0])["target"]
+        assert q.dtype == np.float16 and q.shape == (*train_s[0].shape, 3) and (q.max(-1) < 0.99).any()
+    for s in train_s:  # seeds stay exact in the stage-A labels either way
+        target = np.load(tmp_path / "stage_a" / f"{s.id}.npz")["target"].argmax(-1) if soft else None
+        if not soft:
+            from chainrule2_torch.data import read_labels
+
+            target = read_labels(tmp_path / "stage_a" / f"{s.id}.png")
+        np.testing.assert_array_equal(target[s.seeds < 3], s.seeds[s.seeds < 3])
+
+
+def test_example_script_with_soft_mean_field_targets(tmp_path):
+    out = tmp_path / "soft"
+    cmd = [sys.executable, str(ROOT / "examples" / "segmentation_scribbles.py"), "--demo", "--limit", "8", "--size", "24",
+           "--epochs", "1", "--warmup-epochs", "1", "--stage-a-every", "1", "--out", str(out), "--no-progress",
+           "--stage-a-solver", "mean-field", "--soft-targets", "--mean-field-temperature", "10"]  # fmt: skip
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert list((out / "stage_a").glob("*.npz")) and not list((out / "stage_a").glob("*.png"))
+    state = torch.load(out / "last.pt", weights_only=False)
+    assert state["config"]["soft_targets"] and state["config"]["mean_field_temperature"] == 10.0
+    bad = subprocess.run(cmd[:-5] + ["--soft-targets"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode != 0 and "--soft-targets: only with --stage-a-solver mean-field" in bad.stderr

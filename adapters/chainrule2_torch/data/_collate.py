@@ -59,7 +59,9 @@ def collate(
         ``inputs``: float32 tensor ``(N, 3, H, W)``, normalised; ``seeds``: int64 ``(N, H, W)``
         (255 unlabeled, 254 padding); ``images``: float64 numpy ``(N, H, W, 3)`` in 0..255 (host
         copies for contrast-sensitive weights); ``ids``: tuple of str; ``targets``: the samples'
-        ``target`` (e.g. cached stage-A labels) stacked like the seeds, or None.
+        ``target`` (e.g. cached stage-A labels) stacked like the seeds, or None; soft targets
+        ``(H, W, C)`` become float32 ``(N, C, H, W)`` (the class axis of the logits, all 0 where a
+        pixel has no target), a tensor on ``device`` or, with ``seeds_as="numpy"``, a host array.
 
     Examples
     --------
@@ -88,6 +90,12 @@ def collate(
     if any(with_target) and not all(with_target):
         missing = [s.id for s in samples if s.target is None]
         raise ValueError(f"samples: expected a target on every sample or on none, got none on {missing[:5]}")
+    kinds = {s.target.ndim for s in samples if s.target is not None}
+    if len(kinds) > 1:
+        soft = [s.id for s in samples if s.target is not None and s.target.ndim == 3]
+        raise ValueError(
+            f"samples: expected labels on every sample or soft targets on every one, got soft on {soft[:5]}"
+        )
     images = np.stack([s.image for s in samples])
     inputs = normalize(images, device, mean, std)
 
@@ -95,12 +103,20 @@ def collate(
         stacked = np.stack(arrays).astype(np.int64)
         return torch.from_numpy(stacked).to(inputs.device) if seeds_as == "tensor" else stacked
 
+    def distributions(arrays: list[np.ndarray]) -> np.ndarray | torch.Tensor:
+        stacked = np.ascontiguousarray(np.stack(arrays).astype(np.float32).transpose(0, 3, 1, 2))
+        return torch.from_numpy(stacked).to(inputs.device) if seeds_as == "tensor" else stacked
+
+    targets = None
+    if all(with_target):
+        stack = distributions if kinds == {3} else labels
+        targets = stack([s.target for s in samples if s.target is not None])
     return Batch(
         inputs=inputs,
         seeds=labels([s.seeds for s in samples]),
         images=images.astype(np.float64),
         ids=tuple(s.id for s in samples),
-        targets=labels([s.target for s in samples if s.target is not None]) if all(with_target) else None,
+        targets=targets,
     )
 
 

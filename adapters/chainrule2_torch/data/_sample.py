@@ -12,6 +12,10 @@ from chainrule2.constants import PADDING, UNLABELED
 
 __all__ = ["DATA_ROOT_ENV", "DataWarning", "NoSeedsWarning", "Sample", "data_root"]
 
+#: How far a soft target's sum over the classes may be from 1 at a pixel (0 marks "no target"):
+#: float16 storage rounds each probability to 11 significant bits.
+_SOFT_SUM_TOLERANCE = 1e-2
+
 #: Environment variable that overrides :func:`data_root`.
 DATA_ROOT_ENV = "CHAINRULE2_DATA"
 
@@ -74,10 +78,14 @@ class Sample:
         Number of classes ``C`` (ignore values excluded).
     class_names : tuple of str
         ``C`` names, index = class id.
-    target : ndarray (H, W) uint8 or None
+    target : ndarray (H, W) uint8, ndarray (H, W, C) float, or None
         A per-item training target carried with the sample, e.g. its cached stage-A labels:
         :class:`Augmentation` transforms it jointly with the image and :func:`collate` stacks it
-        into ``Batch.targets``. Same values as ``mask``.
+        into ``Batch.targets``. Labels take the values of ``mask``. A soft target (e.g. mean-field
+        stage-A labels) is a distribution over the ``C = num_classes`` classes at each pixel
+        (float16/32/64, entries >= 0, summing to 1 within 0.01); a pixel
+        whose entries are all 0 carries no target and is ignored by the loss: that is how soft
+        targets mark padding (254 for labels). The dtype is kept as given.
 
     Examples
     --------
@@ -124,9 +132,12 @@ class Sample:
         target = self.target
         if target is not None:
             target = np.asarray(target)
-            if target.shape != hw:
+            if target.shape != hw and not np.issubdtype(target.dtype, np.floating):
                 raise ValueError(f"target of {self.id!r}: expected shape {hw} (the image's H, W), got {target.shape}")
-            target = _frozen(_check_labels(target, self.num_classes, f"target of {self.id!r}"))
+            if np.issubdtype(target.dtype, np.floating):
+                target = _frozen(_check_soft(target, hw, self.num_classes, f"target of {self.id!r}"))
+            else:
+                target = _frozen(_check_labels(target, self.num_classes, f"target of {self.id!r}"))
         object.__setattr__(self, "target", target)
         object.__setattr__(self, "image", _frozen(image))
         object.__setattr__(self, "seeds", _frozen(seeds))
@@ -174,3 +185,22 @@ def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> np.ndarray
                     f"{PADDING} (padding), got {bad[:5].tolist()}"
                 )
     return labels.astype(np.uint8, copy=False)
+
+
+def _check_soft(target: np.ndarray, hw: tuple[int, int], num_classes: int, name: str) -> np.ndarray:
+    """A soft target ``(H, W, C)``: finite entries >= 0 summing to 1 (or all 0: no target) at every pixel."""
+    if target.shape != (*hw, num_classes):
+        raise ValueError(
+            f"{name}: expected a soft target of shape {(*hw, num_classes)} (H, W, num_classes), got {target.shape}"
+        )
+    if target.size:
+        if not np.all(np.isfinite(target)) or float(target.min()) < 0:
+            raise ValueError(f"{name}: expected finite probabilities >= 0")
+        total = target.sum(axis=-1, dtype=np.float64)
+        off = np.abs(total - 1.0)[total != 0]
+        if off.size and float(off.max()) > _SOFT_SUM_TOLERANCE:
+            raise ValueError(
+                f"{name}: expected probabilities summing to 1 (or all 0: no target) at every pixel, "
+                f"off by up to {float(off.max()):.3g}"
+            )
+    return target

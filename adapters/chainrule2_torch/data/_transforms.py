@@ -104,6 +104,11 @@ class Augmentation:
     neighbour; where the crop leaves the scaled image, labels are 254 (padding) and the image
     is ``image_fill`` (``"mean"``: the item's per-channel mean, or a constant 0..255).
 
+    A soft ``target`` ``(H, W, C)`` takes exactly the source pixels the label maps take (the
+    nearest-neighbour map of the labels, so its arg-max is the augmented arg-max) and is all 0
+    outside the scaled image: the soft targets' padding, which
+    :class:`~chainrule2_torch.SeedAwareLoss` ignores as it ignores 254.
+
     Parameters
     ----------
     crop_size : (int, int)
@@ -158,7 +163,9 @@ class Augmentation:
         labels = [resize_labels(sample.seeds, hw)]
         labels += [resize_labels(sample.mask, hw)] if sample.mask is not None else []
         labels += [resize_labels(pseudo.astype(np.uint8), hw)] if pseudo is not None else []
-        labels += [resize_labels(sample.target, hw)] if sample.target is not None else []
+        soft = sample.target is not None and sample.target.ndim == 3
+        if sample.target is not None:
+            labels += [_resize_soft(sample.target, hw) if soft else resize_labels(sample.target, hw)]
         if self.flip and rng.random() < 0.5:
             image = image[:, ::-1]
             labels = [a[:, ::-1] for a in labels]
@@ -171,12 +178,28 @@ class Augmentation:
                 break
         fill = image.reshape(-1, 3).mean(axis=0) if self.image_fill == "mean" else float(self.image_fill)
         out_image = _crop(image, y0, x0, ch, cw, np.rint(fill).astype(np.uint8))
-        cropped = [_crop(a, y0, x0, ch, cw, PADDING) for a in labels]
+        cropped = [_crop(a, y0, x0, ch, cw, 0 if a.ndim == 3 else PADDING) for a in labels]
         rest = iter(cropped[1:])
         mask = next(rest) if sample.mask is not None else None
         new_pseudo = next(rest) if pseudo is not None else None
         target = next(rest) if sample.target is not None else None
         return sample.replace(image=out_image, seeds=cropped[0], mask=mask, target=target), new_pseudo
+
+
+def _nearest_source(shape: tuple[int, int], size: Size) -> np.ndarray:
+    """``(H', W')`` flat index of the source pixel :func:`resize_labels` takes for each target pixel
+    (PIL's nearest filter on an image of pixel indices, so both maps agree by construction)."""
+    h, w = shape
+    index = np.arange(h * w, dtype=np.int32).reshape(h, w)
+    return np.asarray(Image.fromarray(index).resize((size[1], size[0]), Image.Resampling.NEAREST))
+
+
+def _resize_soft(target: np.ndarray, size: Size) -> np.ndarray:
+    """Resize a soft target ``(H, W, C)`` with the nearest-neighbour map of the label maps."""
+    h, w = target.shape[:2]
+    if (h, w) == tuple(size):
+        return target
+    return target.reshape(h * w, -1)[_nearest_source((h, w), size)]
 
 
 def _crop(a: np.ndarray, y0: int, x0: int, ch: int, cw: int, fill: object) -> np.ndarray:
