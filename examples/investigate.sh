@@ -47,6 +47,11 @@ for seed in ${SEEDS:-0 1 2}; do
     for m in ${METHODS:-$methods}; do
       out="$root/${row}_$v/$m/seed$seed"
       [ -f "$out/final.json" ] && continue
+      # full supervision ignores the seeds: on horse it is one run per seed and schedule, made in horse_full
+      same="$root/horse_full_$v/full/seed$seed"
+      if [[ $m == full && $row == horse_* && $row != horse_full && -f $same/final.json ]]; then
+        mkdir -p "$(dirname "$out")" && cp -r "$same" "$out" && continue
+      fi
       OMP_NUM_THREADS=1 python examples/segmentation_scribbles.py $data $common $extra --method "$m" --seed "$seed" \
         --out "$out" --warmup-checkpoint "$root/warmups/${row}_$warm-seed$seed.pt" --overwrite > /dev/null
     done
