@@ -104,6 +104,36 @@ class Subproblem(Protocol[E_contra]):
         """Build this solver's stage-A problems (one per item) from the loss and the model output."""
 
 
+class BatchResult(NamedTuple):
+    """A batched stage-A solve: ``solutions`` ``(N, ...)`` in the energy's array namespace and on its
+    device; ``traces``: per item, the energy after the start and after each of its steps (host floats,
+    as :attr:`SolverState.trace`)."""
+
+    solutions: Any
+    traces: tuple[tuple[float, ...], ...]
+
+
+@runtime_checkable
+class BatchSubproblem(Protocol):
+    """A stage-A solver that also solves a whole batch at once in the logits' array namespace and on
+    their device (e.g. torch on CUDA), with no host copy: :class:`~chainrule2.solvers.MeanField`,
+    :class:`~chainrule2.solvers.GradientStep`. :class:`~chainrule2.StageA` takes this path when
+    ``batch_supported(loss)`` is true (and ``trust_weight`` is a number, no ``batch_solver`` given).
+    Each item's result equals the per-item :class:`Subproblem` path's to float round-off.
+    """
+
+    def batch_supported(self, loss: Loss) -> bool:
+        """Whether :meth:`batch_energy` can build ``loss``'s problems in any array namespace."""
+
+    def batch_energy(
+        self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+    ) -> Any:
+        """The N stage-A problems as one batched energy, in ``logits``' namespace and on its device."""
+
+    def run_batch(self, energy: Any, initials: Sequence[Any] | None = None) -> BatchResult:
+        """Solve every item of ``energy`` (per-item warm starts, ``None`` = cold)."""
+
+
 class FitReport(NamedTuple):
     """What a stage-B fit did: the objective before each step, the step count, seconds."""
 

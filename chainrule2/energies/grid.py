@@ -6,6 +6,12 @@ pairwise weights are stored per neighbourhood offset as a ``(K, H, W)`` array wh
 ``(dy, dx) = offsets[k]`` (0 where the neighbour is outside the grid or either pixel is padding).
 
 Seeds follow :mod:`chainrule2.constants`: a class id where known, 255 (unlabeled), 254 (padding).
+
+The per-item :class:`GridPotts` is host numpy. :class:`GridPottsBatch` holds N problems of one
+grid size as arrays of any array-API namespace and device (numpy, torch on CPU or CUDA,
+array_api_strict), for the solvers that run batched on the model's device; the derived arrays of
+both (:func:`edge_costs`, :func:`cost_unary`) and the contrast weights
+(:func:`batch_contrast_weights`) are computed by the same array-API functions.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as array_device
 
-from chainrule2.constants import MAX_CLASSES, PADDING
+from chainrule2.constants import MAX_CLASSES, PADDING, UNLABELED
 from chainrule2.validation import check_labelling, check_labels, check_positive
 
 N4_OFFSETS: tuple[tuple[int, int], ...] = ((0, 1), (1, 0))
@@ -53,15 +61,47 @@ def pair_mask(
     shape: tuple[int, int], offsets: tuple[tuple[int, int], ...], padding_mask: np.ndarray | None = None
 ) -> np.ndarray:
     """``(K, H, W)`` bool: True where the pair starting at that pixel exists and touches no padding."""
-    h, w = shape
-    mask = np.zeros((len(offsets), h, w), dtype=bool)
-    for k, offset in enumerate(offsets):
+    padding = np.zeros((1,) + tuple(shape), dtype=bool) if padding_mask is None else np.asarray(padding_mask)[None]
+    return np.asarray(batch_pair_mask(padding, offsets)[0])
+
+
+def batch_pair_mask(padding: Any, offsets: tuple[tuple[int, int], ...]) -> Any:
+    """``(N, K, H, W)`` bool in ``padding``'s namespace: :func:`pair_mask` of every item's ``(H, W)`` padding mask."""
+    xp = array_namespace(padding)
+    n, h, w = (int(s) for s in padding.shape)
+    planes = []
+    for offset in offsets:
         src, dst = pair_slices(offset, (h, w))
-        if padding_mask is None:
-            mask[k][src] = True
-        else:
-            mask[k][src] = ~(padding_mask[src] | padding_mask[dst])
-    return mask
+        plane = xp.zeros((n, h, w), dtype=xp.bool, device=array_device(padding))
+        plane[(slice(None),) + src] = ~(padding[(slice(None),) + src] | padding[(slice(None),) + dst])
+        planes.append(plane)
+    return xp.stack(planes, axis=1)
+
+
+def edge_costs(weights: Any, offsets: tuple[tuple[int, int], ...], padding: Any, factor: Any) -> Any:
+    """``(N, K, H, W)``: ``factor``·w on every existing pair touching no padding, else 0 (any array namespace).
+
+    ``factor`` is λ·s, a number or an ``(N,)`` array (one per item); ``padding`` ``(N, H, W)`` bool.
+    """
+    xp = array_namespace(weights)
+    if not isinstance(factor, (int, float)):
+        factor = xp.reshape(factor, (-1, 1, 1, 1))
+    return xp.where(batch_pair_mask(padding, offsets), weights * factor, xp.zeros_like(weights))
+
+
+def cost_unary(unary: Any, seeds: Any, seed_penalty: float | None) -> Any:
+    """``(N, H, W, L)``: the unary the solvers see, the soft seed penalty added to every label but the
+    seed's on seeded pixels, 0 on padding (any array namespace; ``seeds`` ``(N, H, W)`` or ``None``)."""
+    xp = array_namespace(unary)
+    if seeds is None:
+        return unary
+    num_labels = int(unary.shape[-1])
+    if seed_penalty is not None:
+        seeded = xp.astype(seeds < num_labels, unary.dtype)[..., None]
+        classes = xp.arange(num_labels, dtype=seeds.dtype, device=array_device(seeds))
+        hot = xp.astype(seeds[..., None] == classes, unary.dtype)
+        unary = (unary + seed_penalty * seeded) - seed_penalty * hot
+    return xp.where((seeds == PADDING)[..., None], xp.zeros_like(unary), unary)
 
 
 def _as_image(image: Any) -> np.ndarray:
@@ -87,21 +127,122 @@ def _check_padding(padding_mask: Any, shape: tuple[int, int]) -> np.ndarray | No
     return padding_mask.astype(bool)
 
 
+def _pair_differences(images: Any, offsets: tuple[tuple[int, int], ...], padding: Any) -> list[tuple[Any, Any]]:
+    """Per offset: ``‖I_p − I_q‖²`` of every in-grid pair ``(N, h', w')`` and whether it touches no padding
+    (``None`` without padding); ``images`` ``(N, H, W, C)`` float64 of any array-API namespace."""
+    xp = array_namespace(images)
+    shape = (int(images.shape[1]), int(images.shape[2]))
+    out = []
+    for offset in offsets:
+        src, dst = pair_slices(offset, shape)
+        d2 = xp.sum((images[(slice(None),) + src + (...,)] - images[(slice(None),) + dst + (...,)]) ** 2, axis=-1)
+        valid = None if padding is None else ~(padding[(slice(None),) + src] | padding[(slice(None),) + dst])
+        out.append((d2, valid))
+    return out
+
+
+def _batch_sigma2(differences: list[tuple[Any, Any]], xp: Any) -> Any:
+    """``(N,)``: the mean of ``‖I_p − I_q‖²`` over each item's pairs (touching no padding); 1 where that is 0."""
+    total = count = None
+    for d2, valid in differences:
+        kept = d2 if valid is None else xp.where(valid, d2, xp.zeros_like(d2))
+        pairs = (
+            xp.full(d2.shape, 1.0, dtype=d2.dtype, device=array_device(d2))
+            if valid is None
+            else xp.astype(valid, d2.dtype)
+        )
+        t, c = xp.sum(kept, axis=(1, 2)), xp.sum(pairs, axis=(1, 2))
+        total, count = (t, c) if total is None else (total + t, count + c)
+    assert total is not None and count is not None  # at least one offset
+    sigma2 = xp.where(count > 0, total / xp.where(count > 0, count, xp.ones_like(count)), xp.zeros_like(total))
+    return xp.where(sigma2 > 0, sigma2, xp.ones_like(sigma2))
+
+
+def _batch_images(images: Any, name: str) -> Any:
+    """``images`` ``(N, H, W)`` or ``(N, H, W, C)`` of a real dtype as finite float64 ``(N, H, W, C)``."""
+    try:
+        xp = array_namespace(images)
+    except TypeError:
+        raise TypeError(f"{name}: expected an array (numpy, torch, array-API), got {type(images).__name__}") from None
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"{name}: expected images (N, H, W) or (N, H, W, C), got shape {tuple(images.shape)}")
+    if not (xp.isdtype(images.dtype, "integral") or xp.isdtype(images.dtype, "real floating")):
+        raise TypeError(f"{name}: expected a real (integer or floating) dtype, got {images.dtype}")
+    images = xp.astype(images, xp.float64)
+    if not bool(xp.all(xp.isfinite(images))):
+        raise ValueError(f"{name}: expected finite values, got NaN or inf")
+    return images
+
+
+def _batch_padding(padding: Any, like: Any, name: str) -> Any:
+    """``padding`` ``(N, H, W)`` as bool in ``like``'s namespace (``None`` stays ``None``)."""
+    if padding is None:
+        return None
+    xp = array_namespace(like)
+    expected = tuple(int(s) for s in like.shape[:3])
+    if tuple(int(s) for s in padding.shape) != expected:
+        raise ValueError(f"{name}: expected shape {expected} (the images' grid), got {tuple(padding.shape)}")
+    return xp.astype(padding, xp.bool)
+
+
+def batch_contrast_weights(images: Any, neighbourhood: int = 8, sigma: float | None = None, padding: Any = None) -> Any:
+    """:func:`contrast_weights` of N images at once, in the images' array namespace and on their device.
+
+    Parameters
+    ----------
+    images : array (N, H, W) or (N, H, W, C)
+        Integer or floating images (numpy, torch on CPU or CUDA, any array-API array).
+    neighbourhood : {4, 8}
+    sigma : float or None
+        σ; None = per image, σ² the mean squared colour difference over its pairs (1 if that is 0).
+    padding : bool array (N, H, W) or None
+        Padding pixels, in the images' namespace: pairs touching one get weight 0 and are left out of σ².
+
+    Returns
+    -------
+    weights : array (N, K, H, W) float64
+        ``weights[n]`` is ``contrast_weights(images[n], neighbourhood, sigma, padding[n])``.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> batch_contrast_weights(np.zeros((3, 2, 2)), neighbourhood=4).shape
+    (3, 2, 2, 2)
+    """
+    img = _batch_images(images, "images")
+    xp = array_namespace(img)
+    offsets = neighbourhood_offsets(neighbourhood)
+    pad = _batch_padding(padding, img, "padding")
+    given = check_positive(sigma, "sigma", allow_none=True)
+    differences = _pair_differences(img, offsets, pad)
+    n, h, w = (int(s) for s in img.shape[:3])
+    if given is None:
+        sigma2 = xp.reshape(_batch_sigma2(differences, xp), (n, 1, 1))
+    else:
+        sigma2 = given**2
+    planes = []
+    for offset, (d2, valid) in zip(offsets, differences, strict=True):
+        src, _ = pair_slices(offset, (h, w))
+        dist = math.sqrt(offset[0] ** 2 + offset[1] ** 2)
+        pair_w = xp.exp(-d2 / (2.0 * sigma2)) / dist
+        if valid is not None:
+            pair_w = xp.where(valid, pair_w, xp.zeros_like(pair_w))
+        plane = xp.zeros((n, h, w), dtype=xp.float64, device=array_device(img))
+        plane[(slice(None),) + src] = pair_w
+        planes.append(plane)
+    return xp.stack(planes, axis=1)
+
+
 def contrast_sigma2(image: Any, neighbourhood: int = 8, padding_mask: Any = None) -> float:
     """σ² = the mean of ‖I_p − I_q‖² (summed over channels) over all neighbour pairs; 1 if that is 0."""
     img = _as_image(image)
-    offsets = neighbourhood_offsets(neighbourhood)
     padding = _check_padding(padding_mask, img.shape[:2])
-    total, count = 0.0, 0
-    for offset in offsets:
-        src, dst = pair_slices(offset, img.shape[:2])
-        d2 = np.sum((img[src] - img[dst]) ** 2, axis=-1)
-        if padding is not None:
-            d2 = d2[~(padding[src] | padding[dst])]
-        total += float(np.sum(d2))
-        count += d2.size
-    sigma2 = total / count if count else 0.0
-    return sigma2 if sigma2 > 0 else 1.0
+    differences = _pair_differences(
+        img[None], neighbourhood_offsets(neighbourhood), None if padding is None else padding[None]
+    )
+    return float(_batch_sigma2(differences, np)[0])
 
 
 def contrast_weights(
@@ -126,6 +267,7 @@ def contrast_weights(
     weights : ndarray (K, H, W) float64
         ``weights[k, y, x]`` is the weight of the pair ``(y, x) – (y + dy, x + dx)`` with
         ``(dy, dx) = neighbourhood_offsets(neighbourhood)[k]``; 0 for pairs outside the grid.
+        (:func:`batch_contrast_weights` computes it for N images in any array namespace.)
 
     Example
     -------
@@ -135,21 +277,10 @@ def contrast_weights(
     ((2, 2, 2), [[1.0, 0.0], [1.0, 0.0]])
     """
     img = _as_image(image)
-    offsets = neighbourhood_offsets(neighbourhood)
-    shape = img.shape[:2]
-    padding = _check_padding(padding_mask, shape)
-    given = check_positive(sigma, "sigma", allow_none=True)
-    sigma2 = contrast_sigma2(img, neighbourhood, padding) if given is None else given**2
-    weights = np.zeros((len(offsets),) + shape, dtype=np.float64)
-    for k, offset in enumerate(offsets):
-        src, dst = pair_slices(offset, shape)
-        d2 = np.sum((img[src] - img[dst]) ** 2, axis=-1)
-        dist = math.sqrt(offset[0] ** 2 + offset[1] ** 2)
-        w = np.exp(-d2 / (2.0 * sigma2)) / dist
-        if padding is not None:
-            w[padding[src] | padding[dst]] = 0.0
-        weights[k][src] = w
-    return weights
+    neighbourhood_offsets(neighbourhood)
+    padding = _check_padding(padding_mask, img.shape[:2])
+    weights = batch_contrast_weights(img[None], neighbourhood, sigma, None if padding is None else padding[None])
+    return np.asarray(weights[0])
 
 
 def _check_array(x: Any, name: str, ndim: int, what: str) -> np.ndarray:
@@ -345,8 +476,8 @@ class GridPotts:
         """``(K, H, W)`` float64: λ·s·w for every existing pair not touching padding, else 0."""
 
         def make() -> np.ndarray:
-            mask = pair_mask(self.shape, self.offsets, self.padding if self.seeds is not None else None)
-            return np.where(mask, self.weights * (self.potts_weight * self.edge_scale), 0.0)
+            factor = self.potts_weight * self.edge_scale
+            return np.asarray(edge_costs(self.weights[None], self.offsets, self.padding[None], factor)[0])
 
         return self._cached("edge_costs", make)
 
@@ -355,15 +486,8 @@ class GridPotts:
         """``(H, W, L)`` float64: the unary the solvers see (soft seed penalty added, 0 on padding)."""
 
         def make() -> np.ndarray:
-            u = np.array(self.unary)
-            if self.seeds is not None:
-                if self.seed_penalty is not None:
-                    seeded = self.seeds < self.num_labels
-                    ys, xs = np.nonzero(seeded)
-                    u[ys, xs, :] += self.seed_penalty
-                    u[ys, xs, self.seeds[ys, xs]] -= self.seed_penalty
-                u[self.padding] = 0.0
-            return u
+            seeds = None if self.seeds is None else self.seeds[None]
+            return np.array(cost_unary(self.unary[None], seeds, self.seed_penalty)[0])
 
         return self._cached("cost_unary", make)
 
@@ -423,3 +547,176 @@ class GridPotts:
         if self.seeds is not None and self.clamped.any():
             labels[self.clamped] = self.seeds[self.clamped]
         return labels
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in x.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class GridPottsBatch:
+    """N :class:`GridPotts` problems of one grid size, as arrays of one array-API namespace and device.
+
+    What the batched solvers (:meth:`MeanField.run_batch <chainrule2.solvers.MeanField.run_batch>`)
+    read: the derived arrays of every item, stacked. Build it with :meth:`build` (the arguments of
+    :class:`GridPotts` with a leading batch axis, e.g. on a CUDA device) or :meth:`from_grids`
+    (host numpy, from per-item problems).
+
+    Attributes
+    ----------
+    cost_unary : array (N, H, W, L) float64
+        The unary the solvers see (:attr:`GridPotts.cost_unary`).
+    edge_costs : array (N, K, H, W) float64
+        λ·s·w per pair (:attr:`GridPotts.edge_costs`), 0 on pairs leaving the grid or touching padding.
+    offsets : tuple of (dy, dx)
+    padding : array (N, H, W) bool
+        Padding pixels (seed 254).
+    clamped : array (N, H, W) bool
+        Pixels fixed to their seed label (exact clamping).
+    seed_labels : array (N, H, W) int64
+        The seed label where ``clamped`` (0 elsewhere).
+    allowed : array (N, L) bool
+        The labels each item's solution may use.
+    """
+
+    cost_unary: Any
+    edge_costs: Any
+    offsets: tuple[tuple[int, int], ...]
+    padding: Any
+    clamped: Any
+    seed_labels: Any
+    allowed: Any
+
+    def __post_init__(self) -> None:
+        n, h, w, num_labels = _shape(self.cost_unary)
+        expected = {
+            "edge_costs": (n, len(self.offsets), h, w),
+            "padding": (n, h, w),
+            "clamped": (n, h, w),
+            "seed_labels": (n, h, w),
+            "allowed": (n, num_labels),
+        }
+        for name, shape in expected.items():
+            if _shape(getattr(self, name)) != shape:
+                raise ValueError(f"{name}: expected shape {shape}, got {_shape(getattr(self, name))}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(N, H, W)``: the batch and its grid."""
+        n, h, w, _ = _shape(self.cost_unary)
+        return (n, h, w)
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.cost_unary.shape[-1])
+
+    @classmethod
+    def build(
+        cls,
+        unary: Any,
+        weights: Any,
+        offsets: tuple[tuple[int, int], ...] = N8_OFFSETS,
+        potts_weight: float = 1.0,
+        edge_scale: Any = 1.0,
+        seeds: Any = None,
+        seed_penalty: float | None = None,
+        allowed: Any = None,
+    ) -> GridPottsBatch:
+        """The batch of ``GridPotts(unary[n], weights[n], offsets, potts_weight, edge_scale[n], seeds[n], ...)``.
+
+        ``unary`` ``(N, H, W, L)`` and ``weights`` ``(N, K, H, W)`` real, finite, >= 0; ``edge_scale`` a
+        number or ``(N,)``; ``seeds`` ``(N, H, W)`` integers (class ids, 255, 254) or ``None``;
+        ``allowed`` ``(N, L)`` bool (``None`` = all labels), which must include every seed label.
+        All arrays in ``unary``'s namespace and on its device; the results stay there.
+        """
+        try:
+            xp = array_namespace(unary, weights, *(() if seeds is None else (seeds,)))
+        except TypeError as err:
+            raise TypeError(f"unary, weights, seeds: expected arrays of one array namespace ({err})") from None
+        if unary.ndim != 4 or int(unary.shape[-1]) == 0:
+            raise ValueError(f"unary: expected (N, H, W, L >= 1), got shape {_shape(unary)}")
+        n, h, w, num_labels = _shape(unary)
+        offsets = tuple((int(dy), int(dx)) for dy, dx in offsets)
+        if _shape(weights) != (n, len(offsets), h, w):
+            raise ValueError(f"weights: expected shape {(n, len(offsets), h, w)}, got {_shape(weights)}")
+        for name, x in (("unary", unary), ("weights", weights)):
+            if not xp.isdtype(x.dtype, "real floating"):
+                raise TypeError(f"{name}: expected a real floating dtype, got {x.dtype}")
+        unary, weights = xp.astype(unary, xp.float64), xp.astype(weights, xp.float64)
+        if not bool(
+            xp.all(xp.isfinite(unary)) & xp.all(unary >= 0) & xp.all(xp.isfinite(weights)) & xp.all(weights >= 0)
+        ):
+            raise ValueError("unary, weights: expected finite values >= 0")
+        factor = check_positive(potts_weight, "potts_weight", allow_zero=True)
+        if isinstance(edge_scale, (int, float)):
+            factor = factor * check_positive(edge_scale, "edge_scale", allow_zero=True)
+        else:
+            if _shape(edge_scale) != (n,):
+                raise ValueError(f"edge_scale: expected a number or shape ({n},), got {_shape(edge_scale)}")
+            factor = factor * xp.astype(edge_scale, xp.float64)
+        penalty = check_positive(seed_penalty, "seed_penalty", allow_zero=True, allow_none=True)
+        dev = array_device(unary)
+        if seeds is None:
+            padding = xp.zeros((n, h, w), dtype=xp.bool, device=dev)
+            clamped = padding
+            seed_labels = xp.zeros((n, h, w), dtype=xp.int64, device=dev)
+        else:
+            if _shape(seeds) != (n, h, w):
+                raise ValueError(f"seeds: expected shape {(n, h, w)} (the unary's grid), got {_shape(seeds)}")
+            if not xp.isdtype(seeds.dtype, "integral"):
+                raise TypeError(f"seeds: expected an integer dtype, got {seeds.dtype}")
+            if num_labels > MAX_CLASSES:
+                raise ValueError(f"unary: expected at most {MAX_CLASSES} labels with seeds, got {num_labels}")
+            seeds = xp.astype(seeds, xp.int64)
+            seeded = seeds < num_labels
+            if not bool(xp.all(seeded | (seeds == PADDING) | (seeds == UNLABELED)) & xp.all(seeds >= 0)):
+                raise ValueError(f"seeds: expected class ids in [0, {num_labels}), 255 (unlabeled) or 254 (padding)")
+            padding = seeds == PADDING
+            clamped = seeded if penalty is None else xp.zeros((n, h, w), dtype=xp.bool, device=dev)
+            seed_labels = xp.where(seeded, seeds, xp.zeros_like(seeds))
+        if allowed is None:
+            allowed = xp.ones((n, num_labels), dtype=xp.bool, device=dev)
+        else:
+            if _shape(allowed) != (n, num_labels) or allowed.dtype != xp.bool:
+                raise ValueError(f"allowed: expected a bool array of shape {(n, num_labels)}, got {_shape(allowed)}")
+            if not bool(xp.all(xp.any(allowed, axis=1))):
+                raise ValueError("allowed: expected at least one allowed label per item")
+            if seeds is not None:
+                classes = xp.arange(num_labels, dtype=xp.int64, device=dev)
+                hot = (seed_labels[..., None] == classes) & (seeds < num_labels)[..., None]
+                if bool(xp.any(hot & ~allowed[:, None, None, :])):
+                    raise ValueError("allowed: expected to include every seed label")
+        return cls(
+            cost_unary=cost_unary(unary, seeds, penalty),
+            edge_costs=edge_costs(weights, offsets, padding, factor),
+            offsets=offsets,
+            padding=padding,
+            clamped=clamped,
+            seed_labels=seed_labels,
+            allowed=allowed,
+        )
+
+    @classmethod
+    def from_grids(cls, grids: Any) -> GridPottsBatch:
+        """The host numpy batch of per-item problems (a sequence of :class:`GridPotts` of one grid, offsets and L)."""
+        grids = list(grids)
+        if not grids or not all(isinstance(g, GridPotts) for g in grids):
+            raise TypeError("grids: expected a non-empty sequence of GridPotts")
+        first = grids[0]
+        for g in grids[1:]:
+            if g.shape != first.shape or g.offsets != first.offsets or g.num_labels != first.num_labels:
+                raise ValueError("grids: expected problems of one grid shape, offsets and number of labels")
+        allowed = np.zeros((len(grids), first.num_labels), dtype=bool)
+        for i, g in enumerate(grids):
+            allowed[i, list(g.labels)] = True
+        return cls(
+            cost_unary=np.stack([g.cost_unary for g in grids]),
+            edge_costs=np.stack([g.edge_costs for g in grids]),
+            offsets=first.offsets,
+            padding=np.stack([g.padding for g in grids]),
+            clamped=np.stack([g.clamped for g in grids]),
+            seed_labels=np.stack(
+                [np.zeros(g.shape, np.int64) if g.seeds is None else np.where(g.clamped, g.seeds, 0) for g in grids]
+            ),
+            allowed=allowed,
+        )

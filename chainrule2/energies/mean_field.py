@@ -1,4 +1,10 @@
-"""The mean-field free energy of a Potts grid CRF: the objective of the soft stage-A solver."""
+"""The mean-field free energy of a Potts grid CRF: the objective of the soft stage-A solver.
+
+:class:`MeanFieldEnergy` is one item on the host (numpy); :class:`MeanFieldBatch` is N items as
+arrays of any array-API namespace and device (numpy, torch on CPU or CUDA, array_api_strict).
+Both evaluate F with the same array-API functions (:func:`free_energy`, :func:`neighbour_field`),
+which take a leading batch axis.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as _array_device
 
-from chainrule2.energies.grid import GridPotts, pair_slices
+from chainrule2.energies.grid import GridPotts, GridPottsBatch, pair_slices
 from chainrule2.validation import check_positive
 
 #: How far the labels' probabilities of one pixel may sum from 1 in a distribution :meth:`value` accepts.
@@ -97,37 +105,144 @@ class MeanFieldEnergy:
                 return False
         return True
 
+    def as_batch(self) -> MeanFieldBatch:
+        """This problem as a host batch of one item (what the solver's batched update reads)."""
+        return MeanFieldBatch(GridPottsBatch.from_grids([self.grid]), self.temperature)
+
     def expected_pairwise(self, q: np.ndarray) -> float:
         """Σ_pq c_pq·(1 − ⟨Q_p, Q_q⟩): the expected Potts term."""
-        costs = self.grid.edge_costs
-        total = 0.0
-        for k, offset in enumerate(self.grid.offsets):
-            src, dst = pair_slices(offset, self.grid.shape)
-            total += float(np.sum(costs[k][src] * (1.0 - np.sum(q[src] * q[dst], axis=-1))))
-        return total
+        return float(expected_pairwise(q[None], self.grid.edge_costs[None], self.grid.offsets)[0])
 
     def value(self, solution: Any) -> float:
         """F(Q) in float64; ``inf`` if ``Q`` breaks a clamped seed or the label restriction."""
         q = self.check_distribution(solution)
         if not self.feasible(q):
             return math.inf
-        real = ~self.grid.padding
-        unary = float(np.sum((q * self.grid.cost_unary)[real]))
-        negative_entropy = float(np.sum(_xlogx(q[real])))
-        return unary + self.expected_pairwise(q) + self.temperature * negative_entropy
+        grid = self.grid
+        return float(
+            free_energy(q[None], grid.cost_unary[None], grid.edge_costs[None], grid.offsets, grid.padding[None],
+                        self.temperature)[0]
+        )  # fmt: skip
 
     def neighbour_field(self, q: np.ndarray) -> np.ndarray:
         """``(H, W, L)``: Σ_{q ~ p} c_pq·Q_q(l), the Potts saving of label l at every pixel p."""
-        field = np.zeros(self.shape)
-        costs = self.grid.edge_costs
-        for k, offset in enumerate(self.grid.offsets):
-            src, dst = pair_slices(offset, self.grid.shape)
-            c = costs[k][src][..., None]
-            field[src] += c * q[dst]
-            field[dst] += c * q[src]
-        return field
+        return np.asarray(neighbour_field(q[None], self.grid.edge_costs[None], self.grid.offsets)[0])
 
 
-def _xlogx(x: np.ndarray) -> np.ndarray:
-    """x·log x with 0·log 0 = 0."""
-    return x * np.log(np.where(x > 0, x, 1.0))
+@dataclass(frozen=True, eq=False)
+class MeanFieldBatch:
+    """F(Q) of :class:`MeanFieldEnergy` for N problems at once, in their arrays' namespace and device.
+
+    Parameters
+    ----------
+    grid : GridPottsBatch
+        The N discrete stage-A problems (e.g. from :meth:`ScribblePotts.batch_energy
+        <chainrule2.losses.ScribblePotts.batch_energy>` on the model's device).
+    temperature : float
+        T > 0, the same for every item.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from chainrule2.energies.grid import GridPotts, GridPottsBatch, contrast_weights
+    >>> grid = GridPotts(np.array([[[0.0, 1.0], [1.0, 0.0]]]), contrast_weights(np.zeros((1, 2))), potts_weight=0.5)
+    >>> batch = MeanFieldBatch(GridPottsBatch.from_grids([grid, grid]))
+    >>> batch.value(np.array([[[[1.0, 0.0], [0.0, 1.0]]]] * 2)).tolist()
+    [0.5, 0.5]
+    """
+
+    grid: GridPottsBatch
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.grid, GridPottsBatch):
+            raise TypeError(f"grid: expected a GridPottsBatch, got {type(self.grid).__name__}")
+        object.__setattr__(self, "temperature", check_positive(self.temperature, "temperature"))
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(N, H, W, L)``: the shape of a batch of solutions."""
+        return self.grid.shape + (self.grid.num_labels,)
+
+    @property
+    def num_labels(self) -> int:
+        return self.grid.num_labels
+
+    def feasible(self, q: Any) -> Any:
+        """``(N,)`` bool: whether each item's ``q`` is one-hot on its clamped seeds with no mass on a disallowed label."""
+        xp = array_namespace(q)
+        g = self.grid
+        real = ~g.padding[..., None]
+        forbidden = xp.any(xp.reshape((q != 0) & real & ~g.allowed[:, None, None, :], (q.shape[0], -1)), axis=1)
+        classes = xp.arange(self.num_labels, dtype=g.seed_labels.dtype, device=_array_device(q))
+        hot = xp.astype(g.seed_labels[..., None] == classes, q.dtype)
+        broken = xp.any(xp.reshape((q != hot) & g.clamped[..., None], (q.shape[0], -1)), axis=1)
+        return ~(forbidden | broken)
+
+    def value(self, solution: Any) -> Any:
+        """``(N,)`` float64: F of each item's ``Q`` (``inf`` where it breaks a constraint), in ``solution``'s namespace."""
+        try:
+            xp = array_namespace(solution)
+        except TypeError:
+            raise TypeError(
+                f"solution: expected an array of shape {self.shape}, got {type(solution).__name__}"
+            ) from None
+        if tuple(int(s) for s in solution.shape) != self.shape:
+            raise ValueError(f"solution: expected shape {self.shape} (N, H, W, L), got {tuple(solution.shape)}")
+        if not xp.isdtype(solution.dtype, "real floating"):
+            raise TypeError(f"solution: expected probabilities of a floating dtype, got {solution.dtype}")
+        q = xp.astype(solution, xp.float64)
+        worst = xp.max(xp.abs(xp.sum(q, axis=-1) - 1.0))
+        if not bool(xp.all(xp.isfinite(q)) & xp.all(q >= 0) & (worst <= SUM_TOLERANCE)):
+            raise ValueError("solution: expected finite probabilities >= 0 summing to 1 at every pixel")
+        f = self.free_energy(q)
+        return xp.where(self.feasible(q), f, xp.full_like(f, math.inf))
+
+    def free_energy(self, q: Any) -> Any:
+        """``(N,)``: F of a feasible ``Q`` (float64), without the checks of :meth:`value` (the solver's inner loop)."""
+        g = self.grid
+        return free_energy(q, g.cost_unary, g.edge_costs, g.offsets, g.padding, self.temperature)
+
+
+def expected_pairwise(q: Any, costs: Any, offsets: tuple[tuple[int, int], ...]) -> Any:
+    """``(N,)``: Σ_pq c_pq·(1 − ⟨Q_p, Q_q⟩) of ``q`` ``(N, H, W, L)`` with edge costs ``(N, K, H, W)`` (any namespace)."""
+    xp = array_namespace(q)
+    shape = (int(q.shape[1]), int(q.shape[2]))
+    total = None
+    for k, offset in enumerate(offsets):
+        src, dst = pair_slices(offset, shape)
+        agree = xp.sum(q[(slice(None),) + src + (...,)] * q[(slice(None),) + dst + (...,)], axis=-1)
+        term = xp.sum(costs[(slice(None), k) + src] * (1.0 - agree), axis=(1, 2))
+        total = term if total is None else total + term
+    return xp.zeros(q.shape[:1], dtype=q.dtype, device=_array_device(q)) if total is None else total
+
+
+def free_energy(
+    q: Any, cost_unary: Any, costs: Any, offsets: tuple[tuple[int, int], ...], padding: Any, temperature: float
+) -> Any:
+    """``(N,)``: F(Q) = ⟨U, Q⟩ + expected Potts + T·Σ Q log Q over the non-padding pixels of each item (no checks)."""
+    xp = array_namespace(q)
+    real = ~padding[..., None]
+    unary = xp.sum(xp.where(real, q * cost_unary, xp.zeros_like(q)), axis=(1, 2, 3))
+    negative_entropy = xp.sum(xp.where(real, _xlogx(q), xp.zeros_like(q)), axis=(1, 2, 3))
+    return unary + expected_pairwise(q, costs, offsets) + temperature * negative_entropy
+
+
+def neighbour_field(q: Any, costs: Any, offsets: tuple[tuple[int, int], ...]) -> Any:
+    """``(N, H, W, L)``: Σ_{q ~ p} c_pq·Q_q(l), the Potts saving of label l at every pixel p (any namespace)."""
+    xp = array_namespace(q)
+    shape = (int(q.shape[1]), int(q.shape[2]))
+    field = xp.zeros_like(q)
+    for k, offset in enumerate(offsets):
+        src, dst = pair_slices(offset, shape)
+        at_src, at_dst = (slice(None),) + src + (...,), (slice(None),) + dst + (...,)
+        c = costs[(slice(None), k) + src][..., None]
+        field[at_src] = field[at_src] + c * q[at_dst]
+        field[at_dst] = field[at_dst] + c * q[at_src]
+    return field
+
+
+def _xlogx(x: Any) -> Any:
+    """x·log x with 0·log 0 = 0 (any array namespace)."""
+    xp = array_namespace(x)
+    return x * xp.log(xp.where(x > 0, x, xp.ones_like(x)))

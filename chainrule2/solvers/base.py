@@ -89,6 +89,16 @@ def solve_batch(
     return out
 
 
+def host_copy(x: Any) -> np.ndarray:
+    """A small array (e.g. a batch's energies) as host numpy: torch through ``.cpu()`` (DLPack cannot
+    leave a CUDA device), other namespaces through DLPack."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "cpu"):
+        return np.asarray(x.detach().cpu())
+    return np.from_dlpack(x)
+
+
 def next_state(state: SolverState, solution: Any, energy: float, converged: bool, memo: Any = None) -> SolverState:
     """The state after one step: appends ``energy`` to the trace."""
     return SolverState(solution, energy, state.trace + (energy,), state.iteration + 1, converged, memo)

@@ -1,19 +1,28 @@
-"""Mean-field inference for :class:`~chainrule2.energies.grid.GridPotts`: a soft stage-A solver."""
+"""Mean-field inference for :class:`~chainrule2.energies.grid.GridPotts`: a soft stage-A solver.
+
+One implementation of the update serves both forms: :meth:`MeanField.step` on one host
+:class:`~chainrule2.energies.mean_field.MeanFieldEnergy` is the batched update of
+:meth:`MeanField.run_batch` on a batch of one, and :meth:`MeanField.run_batch` runs it on N items
+at once in their arrays' namespace and on their device (torch on CUDA: no host copy).
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import numpy as np
+from array_api_compat import array_namespace
+from array_api_compat import device as array_device
 
-from chainrule2.base import Batch, Divergence, Loss, SolverState
+from chainrule2.base import Batch, BatchResult, Divergence, Loss, SolverState
 from chainrule2.energies.grid import GridPotts
-from chainrule2.energies.mean_field import MeanFieldEnergy
+from chainrule2.energies.mean_field import SUM_TOLERANCE, MeanFieldBatch, MeanFieldEnergy, neighbour_field
 from chainrule2.solvers import _colouring
-from chainrule2.solvers.base import check_initial_labels, discrete_energies, first_state, next_state
-from chainrule2.validation import check_int, check_positive
+from chainrule2.solvers.base import check_initial_labels, discrete_energies, first_state, host_copy, next_state
+from chainrule2.validation import check_int, check_logits, check_positive
 
 
 def colour_classes(energy: MeanFieldEnergy) -> list[np.ndarray]:
@@ -44,6 +53,15 @@ class MeanField:
 
     The solution is a distribution per pixel, for a stage B whose d_B takes soft targets (every
     divergence of :mod:`chainrule2.divergences` does).
+
+    **Batched, on the model's device.** :meth:`batch_energy` and :meth:`run_batch` solve N items
+    at once in the logits' array namespace and on their device (numpy, torch on CPU or CUDA,
+    array_api_strict), with one vectorised update per colour class for the whole batch and the
+    acceptance test per item (F of each item never increases; an item stops when it converges),
+    so each item's result is that of :func:`~chainrule2.solvers.run` on it, to float round-off.
+    :class:`~chainrule2.StageA` takes this path when :meth:`batch_supported` says the loss can
+    build its problems there (:meth:`ScribblePotts.batch_energy
+    <chainrule2.losses.ScribblePotts.batch_energy>`). It computes in float64.
 
     Parameters
     ----------
@@ -89,64 +107,206 @@ class MeanField:
         grids = discrete_energies(type(self).__name__, loss, logits, batch, trust_divergence, trust_weight)
         return [MeanFieldEnergy(cast(GridPotts, grid), self.temperature) for grid in grids]  # it checks the kind
 
+    def batch_supported(self, loss: Loss) -> bool:
+        """Whether :meth:`batch_energy` can build ``loss``'s problems in the logits' namespace (``loss.batch_energy``)."""
+        return callable(getattr(loss, "batch_energy", None))
+
+    def batch_energy(
+        self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float
+    ) -> MeanFieldBatch:
+        """The N problems of :meth:`energies` as one :class:`MeanFieldBatch`, in ``logits``' namespace and device.
+
+        ``batch.seeds`` and ``batch.images`` must be in that namespace and on that device too.
+        """
+        xp = check_logits(logits)
+        beta = check_positive(trust_weight, "trust_weight", allow_zero=True)
+        if not self.batch_supported(loss):
+            raise TypeError(
+                f"loss: {type(self).__name__}.batch_energy needs a loss with batch_energy(unary, batch); "
+                f"{type(loss).__name__} has none"
+            )
+        unary = beta * xp.astype(
+            trust_divergence.label_costs(logits), xp.float64
+        )  # as the host path: costs in the logits dtype
+        return MeanFieldBatch(loss.batch_energy(unary, batch), self.temperature)  # type: ignore[attr-defined]
+
     def init(self, energy: MeanFieldEnergy, initial: Any = None) -> SolverState:
         """Start from ``initial`` (an ``(H, W, L)`` distribution or an ``(H, W)`` labelling, projected
         onto the constraints) or from Q ∝ exp(−U/T), the minimiser of F without the pairs."""
         energy = check_mean_field_energy(energy, type(self).__name__)
+        one = energy.as_batch()
         if initial is None:
-            q = _softmin(energy, energy.grid.cost_unary)
+            q = _softmin(one, one.grid.cost_unary)[0]
         elif isinstance(initial, np.ndarray) and initial.ndim == 2:
             labels = check_initial_labels(initial, energy.grid)
             q = np.eye(energy.num_labels)[energy.grid.project(labels)]
         else:
-            q = _project(energy, energy.check_distribution(initial, "initial"))
+            q = np.asarray(_project(one, energy.check_distribution(initial, "initial")[None])[0])
         return first_state(q, energy.value(q))
 
     def step(self, energy: MeanFieldEnergy, state: SolverState) -> SolverState:
         energy = check_mean_field_energy(energy, type(self).__name__)
-        q, current = state.solution, state.energy
-        start = current
-        fixed = energy.grid.clamped | energy.grid.padding
-        for members in colour_classes(energy):
-            update = members & ~fixed
-            if not update.any():
-                continue
-            proposal = q.copy()
-            proposal[update] = _softmin(energy, energy.grid.cost_unary - energy.neighbour_field(q))[update]
-            value = energy.value(proposal)
-            if value <= current:
-                q, current = proposal, value
-        converged = not (current < start - self.tolerance * max(1.0, abs(start)))
-        return next_state(state, q, current, converged)
+        one = energy.as_batch()
+        start = np.asarray([state.energy], dtype=np.float64)
+        q, current = _sweep(one, state.solution[None], start, np.ones(1, dtype=bool), _classes(one))
+        value = float(current[0])
+        converged = not (value < state.energy - self.tolerance * max(1.0, abs(state.energy)))
+        return next_state(state, np.asarray(q[0]), value, converged)
 
+    def run_batch(self, energy: MeanFieldBatch, initials: Sequence[Any] | None = None) -> BatchResult:
+        """Solve every item of ``energy`` at once (``init``, then sweeps until each item converges or
+        ``max_sweeps``), in its arrays' namespace and on their device.
 
-def _softmin(energy: MeanFieldEnergy, cost: np.ndarray) -> np.ndarray:
-    """softmax(−cost/T) over the allowed labels, one-hot on clamped seeds."""
-    allowed = energy.allowed_mask
-    z = np.where(allowed, -cost / energy.temperature, -math.inf)
-    z -= z.max(axis=-1, keepdims=True)
-    q = np.exp(z)
-    q /= q.sum(axis=-1, keepdims=True)
-    return _clamp(energy, q)
+        Parameters
+        ----------
+        energy : MeanFieldBatch
+        initials : sequence of N warm starts or None
+            Per item ``None`` (cold), an ``(H, W)`` labelling or an ``(H, W, L)`` distribution, in
+            the energy's namespace; projected onto the constraints as in :meth:`init`.
 
-
-def _clamp(energy: MeanFieldEnergy, q: np.ndarray) -> np.ndarray:
-    grid = energy.grid
-    if grid.seeds is not None and grid.clamped.any():
-        ys, xs = np.nonzero(grid.clamped)
-        q[ys, xs] = np.eye(energy.num_labels)[grid.seeds[ys, xs]]
-    return q
-
-
-def _project(energy: MeanFieldEnergy, q: np.ndarray) -> np.ndarray:
-    """A feasible copy of a distribution: mass on disallowed labels removed and the pixel
-    renormalised (the unary's soft-min where nothing is left), seeds one-hot; a feasible Q is kept."""
-    q = np.array(q, dtype=np.float64)
-    cut = np.any(q[..., ~energy.allowed_mask] > 0, axis=-1)
-    if cut.any():
-        q[..., ~energy.allowed_mask] = 0.0
-        total = q[cut].sum(axis=-1, keepdims=True)
-        q[cut] = np.where(
-            total > 0, q[cut] / np.where(total > 0, total, 1.0), _softmin(energy, energy.grid.cost_unary)[cut]
+        Returns
+        -------
+        BatchResult
+            ``solutions`` ``(N, H, W, L)`` float64 in the energy's namespace; ``traces``: per item,
+            F after the start and after each of its sweeps (host floats).
+        """
+        if not isinstance(energy, MeanFieldBatch):
+            raise TypeError(
+                f"energy: {type(self).__name__}.run_batch solves a MeanFieldBatch, got {type(energy).__name__}"
+            )
+        xp = array_namespace(energy.grid.cost_unary)
+        n = energy.shape[0]
+        q = _batch_start(energy, initials)
+        current = energy.free_energy(q)
+        values, actives = [current], []
+        active = xp.ones((n,), dtype=xp.bool, device=array_device(q))
+        classes = _classes(energy)
+        for _ in range(self.max_sweeps):
+            start = current
+            q, current = _sweep(energy, q, current, active, classes)
+            values.append(current)
+            actives.append(active)
+            converged = ~(current < start - self.tolerance * xp.where(xp.abs(start) > 1.0, xp.abs(start), 1.0))
+            active = active & ~converged
+            if not bool(xp.any(active)):  # one host sync per sweep: stop when every item has converged
+                break
+        # the traces: one host copy of the (sweeps + 1, N) values at the end
+        trace_values = np.asarray(host_copy(xp.stack(values)), dtype=np.float64)
+        trace_active = np.asarray(host_copy(xp.stack(actives)), dtype=bool)
+        traces = tuple(
+            (float(trace_values[0, i]),) + tuple(float(v) for v in trace_values[1:, i][trace_active[:, i]])
+            for i in range(n)
         )
-    return _clamp(energy, q)
+        return BatchResult(q, traces)
+
+
+def _classes(energy: MeanFieldBatch) -> list[Any]:
+    """The colour classes of :func:`colour_classes` as ``(1, H, W)`` masks in the energy's namespace and device."""
+    g = energy.grid
+    xp = array_namespace(g.cost_unary)
+    masks = _colouring.colour_classes(g.shape[1:], g.offsets)
+    return [xp.asarray(m[None], device=array_device(g.cost_unary)) for m in masks]
+
+
+def _sweep(energy: MeanFieldBatch, q: Any, current: Any, active: Any, classes: list[Any]) -> tuple[Any, Any]:
+    """One sweep over the colour classes for every item; an item's class update is kept only if it
+    is ``active`` and does not raise that item's F (``current`` ``(N,)``)."""
+    xp = array_namespace(q)
+    g = energy.grid
+    movable = ~(g.clamped | g.padding)
+    for members in classes:
+        update = (members & movable)[..., None]
+        proposal = xp.where(update, _softmin(energy, g.cost_unary - neighbour_field(q, g.edge_costs, g.offsets)), q)
+        value = energy.free_energy(proposal)
+        accept = active & (value <= current)
+        q = xp.where(accept[:, None, None, None], proposal, q)
+        current = xp.where(accept, value, current)
+    return q, current
+
+
+def _softmin(energy: MeanFieldBatch, cost: Any) -> Any:
+    """softmax(−cost/T) over each item's allowed labels, one-hot on clamped seeds."""
+    xp = array_namespace(cost)
+    allowed = energy.grid.allowed[:, None, None, :]
+    z = xp.where(allowed, -cost / energy.temperature, xp.full_like(cost, -math.inf))
+    z = z - xp.max(z, axis=-1, keepdims=True)
+    q = xp.exp(z)
+    return _clamp(energy, q / xp.sum(q, axis=-1, keepdims=True))
+
+
+def _seed_one_hot(energy: MeanFieldBatch, like: Any) -> Any:
+    xp = array_namespace(like)
+    g = energy.grid
+    classes = xp.arange(energy.num_labels, dtype=g.seed_labels.dtype, device=array_device(like))
+    return xp.astype(g.seed_labels[..., None] == classes, like.dtype)
+
+
+def _clamp(energy: MeanFieldBatch, q: Any) -> Any:
+    xp = array_namespace(q)
+    return xp.where(energy.grid.clamped[..., None], _seed_one_hot(energy, q), q)
+
+
+def _project(energy: MeanFieldBatch, q: Any) -> Any:
+    """A feasible copy of distributions ``(N, H, W, L)``: mass on disallowed labels removed and the pixel
+    renormalised (the unary's soft-min where nothing is left), seeds one-hot; a feasible Q is kept."""
+    xp = array_namespace(q)
+    q = xp.astype(q, xp.float64, copy=True)
+    disallowed = ~energy.grid.allowed[:, None, None, :]
+    cut = xp.any((q > 0) & disallowed, axis=-1, keepdims=True)
+    kept = xp.where(disallowed, xp.zeros_like(q), q)
+    total = xp.sum(kept, axis=-1, keepdims=True)
+    renormalised = xp.where(
+        total > 0, kept / xp.where(total > 0, total, xp.ones_like(total)), _softmin(energy, energy.grid.cost_unary)
+    )
+    return _clamp(energy, xp.where(cut, renormalised, q))
+
+
+def _batch_start(energy: MeanFieldBatch, initials: Sequence[Any] | None) -> Any:
+    """The start of :meth:`MeanField.run_batch`: per item the cold soft-min, or its warm start projected."""
+    g = energy.grid
+    xp = array_namespace(g.cost_unary)
+    cold = _softmin(energy, g.cost_unary)
+    n, h, w, num_labels = energy.shape
+    if initials is None:
+        return cold
+    initials = list(initials)
+    if len(initials) != n:
+        raise ValueError(f"initials: expected {n} items (one per batch item), got {len(initials)}")
+    if all(a is None for a in initials):
+        return cold
+    dev = array_device(cold)
+    rows = []
+    for i, a in enumerate(initials):
+        if a is None:
+            rows.append(cold[i, ...])
+            continue
+        if tuple(int(s) for s in a.shape) == (h, w) and xp.isdtype(a.dtype, "integral"):
+            if not bool(xp.all((a >= 0) & (a < num_labels))):
+                raise ValueError(f"initials[{i}]: expected labels in [0, {num_labels})")
+            argmin = xp.argmin(
+                xp.where(
+                    g.allowed[i, ...][None, None, :], g.cost_unary[i, ...], xp.full_like(g.cost_unary[i, ...], math.inf)
+                ),
+                axis=-1,
+            )
+            classes = xp.arange(num_labels, dtype=xp.int64, device=dev)
+            labels = xp.astype(a, xp.int64)
+            labels = xp.where(
+                xp.any((labels[..., None] == classes) & g.allowed[i, ...][None, None, :], axis=-1), labels, argmin
+            )
+            rows.append(xp.astype(labels[..., None] == classes, xp.float64))
+            continue
+        if tuple(int(s) for s in a.shape) != (h, w, num_labels):
+            raise ValueError(
+                f"initials[{i}]: expected an (H, W) labelling or an (H, W, L) distribution of {(h, w, num_labels)}, got {tuple(a.shape)}"
+            )
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(f"initials[{i}]: expected probabilities of a floating dtype, got {a.dtype}")
+        d = xp.astype(a, xp.float64)
+        worst = xp.max(xp.abs(xp.sum(d, axis=-1) - 1.0))
+        if not bool(xp.all(xp.isfinite(d)) & xp.all(d >= 0) & (worst <= SUM_TOLERANCE)):
+            raise ValueError(f"initials[{i}]: expected finite probabilities >= 0 summing to 1 at every pixel")
+        rows.append(d)
+    start = xp.stack(rows)
+    # one-hot labellings are projected like GridPotts.project (seeds set, disallowed labels replaced above)
+    return _project(energy, start)

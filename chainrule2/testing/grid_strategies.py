@@ -101,3 +101,20 @@ def brute_force(energy: GridPotts) -> tuple[np.ndarray | None, float]:
         if v < best_value:
             best, best_value = x, v
     return best, best_value
+
+
+@st.composite
+def scribble_batches(
+    draw: st.DrawFn, max_batch: int = 3, max_height: int = 4, max_width: int = 5, max_labels: int = 3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A random stage-A batch ``(logits (N, H, W, L), seeds (N, H, W), images (N, H, W, 3))`` in float64:
+    logits in [-5, 5], seeds mixing class ids, 255 (unlabeled) and 254 (padding), images in [0, 255]
+    (a few equal colours, so some weights are exactly 1)."""
+    n = draw(st.integers(1, max_batch))
+    h, w = draw(st.integers(1, max_height)), draw(st.integers(1, max_width))
+    num_labels = draw(st.integers(2, max_labels))
+    logits = _grid(draw, (n, h, w, num_labels), st.floats(-5.0, 5.0, width=64))
+    codes = st.sampled_from(tuple(range(num_labels)) + (UNLABELED,) * 4 + (PADDING,))
+    seeds = np.array(draw(st.lists(codes, min_size=n * h * w, max_size=n * h * w)), dtype=np.int64).reshape(n, h, w)
+    images = _grid(draw, (n, h, w, 3), st.sampled_from((0.0, 10.0, 128.0, 255.0)) | st.floats(0.0, 255.0, width=64))
+    return logits, seeds, images
