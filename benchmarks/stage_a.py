@@ -11,6 +11,8 @@ CPU); each case reports the median, min and max of ``--repeats`` runs.
     python benchmarks/stage_a.py --table result.json    # the markdown table of a saved result
     python benchmarks/stage_a.py --solvers --labels 5 21 --repeats 1   # AlphaExpansion vs ICM vs MeanField
     python benchmarks/stage_a.py --moves     # every move of one solve of a 513² smooth 5-label field
+    python benchmarks/stage_a.py --device-path --repeats 5   # StageA seconds per image: MeanField batched
+                                             # (numpy, torch CPU, CUDA if present) vs per item vs AlphaExpansion
 """
 
 from __future__ import annotations
@@ -334,6 +336,93 @@ def move_log(energy: GridPotts, max_sweeps: int) -> dict:
     return {"seconds": total, "build_seconds": build, "trace": list(state.trace), "moves": moves}
 
 
+def load_horses(data: Path, count: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` Weizmann horses (sorted by name) at ``size``² px: images ``(N, size, size, 3)`` and click seeds
+    (2 % of the pixels, labelled from the figure-ground mask: 1 horse, 0 background; 255 elsewhere)."""
+    from PIL import Image
+
+    root = data / "weizmann_horse"
+    names = sorted(p.name for p in (root / "rgb").glob("*.jpg"))[:count]
+    images, seeds = [], []
+    for name in names:
+        images.append(resize(np.asarray(Image.open(root / "rgb" / name).convert("RGB")), size))
+        mask = resize(np.asarray(Image.open(root / "figure_ground" / name).convert("L")), size, nearest=True) > 127
+        clicks = rng.random(mask.shape) < 0.02
+        seeds.append(np.where(clicks, mask.astype(np.int64), 255))
+    return np.stack(images), np.stack(seeds)
+
+
+def device_path(data: Path, count: int, size: int, repeats: int, beta: float) -> dict:
+    """Stage-A seconds per image of :class:`chainrule2.StageA` on one batch of Weizmann horses, by path:
+    AlphaExpansion (host), MeanField per item on the host, MeanField batched on numpy and on torch CPU
+    (and CUDA when present), GradientStep batched on torch CPU; logits: smooth random 2-label fields.
+    Interleaved runs; medians, and ratios against AlphaExpansion measured in the same run."""
+    import torch
+
+    import chainrule2 as cr
+    from chainrule2.divergences import CrossEntropy, Squared
+    from chainrule2.losses import ScribblePotts
+    from chainrule2.solvers import GradientStep, MeanField, solve_batch
+
+    rng = np.random.default_rng(0)
+    images, seeds = load_horses(data, count, size, rng)
+    logits = np.stack([-smooth_unary((size, size), 2, rng) for _ in range(count)])  # (N, H, W, 2), log-probabilities
+    loss = ScribblePotts(potts_weight=100.0)
+    batch = cr.Batch(None, seeds, images)
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    paths = {
+        "alpha-expansion (host)": (cr.StageA(AlphaExpansion(), loss, CrossEntropy(), beta), "numpy"),
+        "mean-field per item (host)": (
+            cr.StageA(MeanField(), loss, CrossEntropy(), beta, batch_solver=solve_batch), "numpy"),
+        "mean-field batched numpy": (cr.StageA(MeanField(), loss, CrossEntropy(), beta), "numpy"),
+        **{f"mean-field batched torch {d}": (cr.StageA(MeanField(), loss, CrossEntropy(), beta), d) for d in devices},
+        "gradient-step batched torch cpu": (cr.StageA(GradientStep(), loss, Squared(), beta), "cpu"),
+    }  # fmt: skip
+    inputs = {"numpy": (logits, batch)}
+    for d in devices:
+        z, s, img = (torch.as_tensor(a, device=d) for a in (logits, seeds, images))
+        inputs[d] = (z, cr.Batch(None, s, img))
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    results: dict[str, object] = {}
+    for stage_a, where in paths.values():  # warm-up (imports, allocations)
+        stage_a.propose(*inputs[where])
+    for _ in range(repeats):  # interleaved so CPU noise hits every path
+        for name, (stage_a, where) in paths.items():
+            t0 = time.perf_counter()
+            out = stage_a.propose(*inputs[where])
+            if where == "cuda":
+                torch.cuda.synchronize()
+            times[name].append((time.perf_counter() - t0) / count)
+            results[name] = out
+    baseline = statistics.median(times["alpha-expansion (host)"])
+    host_mf = np.asarray(results["mean-field per item (host)"].targets)  # type: ignore[attr-defined]
+    rows = []
+    for name, ts in times.items():
+        targets = results[name].targets  # type: ignore[attr-defined]
+        host = targets.cpu().numpy() if hasattr(targets, "cpu") else np.asarray(targets)
+        rows.append(
+            {
+                "path": name,
+                "seconds_per_image": {"median": statistics.median(ts), "min": min(ts), "max": max(ts)},
+                "ratio_vs_alpha_expansion": statistics.median(ts) / baseline,
+                "max_abs_diff_vs_per_item_mean_field": (
+                    float(np.abs(host - host_mf).max()) if name.startswith("mean-field") else None
+                ),
+                "energy_per_image": results[name].report.energy / count,  # type: ignore[attr-defined]
+            }
+        )
+    return {
+        "images": count,
+        "size": size,
+        "labels": 2,
+        "trust_weight": beta,
+        "repeats": repeats,
+        "torch_threads": torch.get_num_threads(),
+        "cuda": torch.cuda.is_available(),
+        "paths": rows,
+    }
+
+
 def markdown_table(result: dict) -> str:
     """The cases of a ``--json`` result as the markdown table of docs/performance.md."""
     rows = [
@@ -371,7 +460,20 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="log every move of one cold solve of the first photo's 513² smooth 5-label case",
     )
+    parser.add_argument(
+        "--device-path",
+        action="store_true",
+        help="StageA seconds per image on --images Weizmann horses at --size px: MeanField batched (numpy, "
+        "torch) vs per item vs AlphaExpansion; prints JSON and exits",
+    )
+    parser.add_argument("--size", type=int, default=96, help="image side for --device-path")
+    parser.add_argument("--trust-weight", type=float, default=1.0, help="β for --device-path")
     args = parser.parse_args(argv)
+    if args.device_path:  # no GCO needed
+        result = device_path(args.data, args.images, args.size, args.repeats, args.trust_weight)
+        result["command"] = "python benchmarks/stage_a.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        print(json.dumps(result, indent=1))
+        return 0
     if args.moves:  # no GCO needed
         image = load_images(args.data, 1)[0][1]
         img = resize(image, 513)

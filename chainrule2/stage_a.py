@@ -3,7 +3,19 @@
 :class:`StageA` needs no model wrapper and no fitter: a training loop that already has the
 network's logits (numpy, torch on CPU or CUDA, any array-API library) calls
 ``StageA.propose(logits, batch)`` and gets the targets back in the same namespace and on the
-same device. The solvers run on the host: the logits, seeds and images are copied there once.
+same device.
+
+Two paths. **Batched on the logits' device**: a solver that solves a whole batch in any array
+namespace (:class:`~chainrule2.base.BatchSubproblem`: :class:`~chainrule2.solvers.MeanField` with
+a loss that builds its problems there, e.g. :class:`~chainrule2.losses.ScribblePotts`, and
+:class:`~chainrule2.solvers.GradientStep`) gets the logits, seeds and images where they are (host
+seeds and images are moved to the logits' device) and returns its targets there; only the
+per-item energies of the report come to the host. **On the host**, for every other solver (the
+graph cuts of :class:`~chainrule2.solvers.AlphaExpansion`), with ``trust_weight="auto"`` (its β
+search runs here) or a ``batch_solver``: the logits, seeds and images are copied to the host once
+and solved item by item. The batched path hands a batch to the host path when an item's logits or
+final energy are not finite or the batched solve raises, so failures are found, named and kept
+(``on_failure``) the same way.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from array_api_compat import array_namespace, device, is_numpy_array, is_torch_a
 from chainrule2.base import Batch, Divergence, Loss, Proposal, StageAReport, Subproblem, as_items
 from chainrule2.constants import IGNORED_LABELS
 from chainrule2.divergences import softmax
-from chainrule2.solvers.base import BatchSolver, SolveFailure, solve_batch
+from chainrule2.solvers.base import BatchSolver, SolveFailure, host_copy, solve_batch
 from chainrule2.trust_radius import (
     DEFAULT_MAX_CHANGED,
     SEED_ERROR,
@@ -75,41 +87,54 @@ def _to_caller(targets: np.ndarray, like: Any) -> Any:
     return xp.asarray(targets, device=device(like))
 
 
-def _class_axis_last(logits: np.ndarray, class_axis: int, seeds_shape: tuple[int, ...]) -> np.ndarray:
-    """Move the class axis last, with an error that says how to fix a layout mistake."""
+def _class_axis_last(logits: Any, class_axis: int, seeds_shape: tuple[int, ...]) -> Any:
+    """Move the class axis last (in ``logits``' own namespace), with an error that says how to fix a layout mistake."""
     ndim = logits.ndim
+    shape = tuple(int(s) for s in logits.shape)
     if isinstance(class_axis, bool) or not isinstance(class_axis, (int, np.integer)) or not -ndim <= class_axis < ndim:
         raise ValueError(
-            f"class_axis: expected an int in [-{ndim}, {ndim}) for logits of shape {logits.shape}, got {class_axis!r}"
+            f"class_axis: expected an int in [-{ndim}, {ndim}) for logits of shape {shape}, got {class_axis!r}"
         )
-    moved = np.moveaxis(logits, class_axis, -1)
-    if moved.shape[:-1] == seeds_shape:
-        return moved
+
+    def others(axis: int) -> tuple[int, ...]:
+        return shape[: axis % ndim] + shape[axis % ndim + 1 :]
+
+    if others(class_axis) == seeds_shape:
+        return (
+            np.moveaxis(logits, class_axis, -1)
+            if is_numpy_array(logits)
+            else array_namespace(logits).moveaxis(logits, class_axis, -1)
+        )
     hint = ""
     for axis, suggestion in (
         (1, "for NCHW logits (N, C, H, W) pass class_axis=1"),
         (-1, "for NHWC logits pass class_axis=-1"),
     ):
-        if axis % ndim != class_axis % ndim and np.moveaxis(logits, axis, -1).shape[:-1] == seeds_shape:
+        if axis % ndim != class_axis % ndim and others(axis) == seeds_shape:
             hint = f"; {suggestion}"
     raise ValueError(
-        f"logits: expected the class axis at class_axis={class_axis} so that the other axes {moved.shape[:-1]} "
-        f"match batch.seeds {seeds_shape}, got logits of shape {logits.shape}{hint}"
+        f"logits: expected the class axis at class_axis={class_axis} so that the other axes {others(class_axis)} "
+        f"match batch.seeds {seeds_shape}, got logits of shape {shape}{hint}"
     )
+
+
+def _check_images_shape(shape: tuple[int, ...], seeds_shape: tuple[int, ...]) -> None:
+    """``batch.images`` is ``(N, H, W[, C])`` with the seeds' ``(N, H, W)`` (a hint for channels-first images)."""
+    if shape[: len(seeds_shape)] != seeds_shape:
+        hint = ""
+        if len(shape) == len(seeds_shape) + 1 and shape[:1] + shape[2:] == seeds_shape:
+            hint = " (channels-first images: pass them channel-last, e.g. images.permute(0, 2, 3, 1))"
+        raise ValueError(
+            f"batch.images: expected images (N, H, W[, C]) with (N, H, W) = {seeds_shape} (the seeds'), "
+            f"got {shape}{hint}"
+        )
 
 
 def _host_images(images: Any, seeds_shape: tuple[int, ...]) -> np.ndarray | None:
     if images is None:
         return None
     host = to_host(images, "batch.images")
-    if host.shape[: len(seeds_shape)] != seeds_shape:
-        hint = ""
-        if host.ndim == len(seeds_shape) + 1 and host.shape[:1] + host.shape[2:] == seeds_shape:
-            hint = " (channels-first images: pass them channel-last, e.g. images.permute(0, 2, 3, 1))"
-        raise ValueError(
-            f"batch.images: expected host images (N, H, W[, C]) with (N, H, W) = {seeds_shape} (the seeds'), "
-            f"got {host.shape}{hint}"
-        )
+    _check_images_shape(tuple(host.shape), seeds_shape)
     return host.astype(np.float64, copy=False)
 
 
@@ -277,8 +302,9 @@ class StageA:
         -------
         Proposal
             ``targets``: labels ``(N, ...)`` (int64) or soft targets with the class axis where it
-            was in ``logits``, in ``logits``' namespace and on its device; ``report``: one energy
-            trace per item, the seconds of the host copy and of the solver and, with
+            was in ``logits``, in ``logits``' namespace and on its device (computed there by a
+            batched solver, see the module docstring); ``report``: one energy trace per item, the
+            seconds of the host copy (or of the moves to the device) and of the solver and, with
             ``on_failure="keep"``, the items that failed (``report.failures``, see ``on_failure``).
 
         Raises
@@ -288,6 +314,10 @@ class StageA:
             ``on_failure="raise"``, on an item's failure (the message names the item).
         """
         start = time.perf_counter()
+        if self._batched():
+            on_device = self._propose_batched(logits, batch, initial, class_axis, start)
+            if on_device is not None:
+                return on_device
         host_batch = self._host_batch(batch)
         grid = tuple(host_batch.seeds.shape)
         host_logits = _class_axis_last(to_host(logits, "logits"), class_axis, grid)
@@ -576,3 +606,104 @@ class StageA:
                 f"batch.ids: expected {seeds.shape[0]} ids (one per item of batch.seeds), got {len(batch.ids)}"
             )
         return Batch(None, seeds, _host_images(batch.images, tuple(seeds.shape)), batch.ids)
+
+    # --- the batched path on the logits' device (solvers with run_batch, a fixed β) -----------------
+    def _batched(self) -> bool:
+        """Whether :meth:`propose` solves the batch at once on the logits' device: the solver is a
+        :class:`~chainrule2.base.BatchSubproblem` that supports the loss, β is a number (the auto
+        rule's search runs on the host) and no ``batch_solver`` was given (that is the host path's)."""
+        supported = getattr(self.solver, "batch_supported", None)
+        return (
+            self.trust_weight != AUTO
+            and self.batch_solver is None
+            and callable(supported)
+            and callable(getattr(self.solver, "run_batch", None))
+            and bool(supported(self.loss))
+        )
+
+    @staticmethod
+    def _on_logits(x: Any, logits: Any, name: str) -> Any:
+        """``x`` in ``logits``' namespace and on its device: kept if it is there, else copied there
+        (host seeds and images go to the model's device; the logits never leave it)."""
+        xp = array_namespace(logits)
+        try:
+            same = array_namespace(x) is xp and device(x) == device(logits)
+        except TypeError:
+            raise TypeError(
+                f"{name}: expected a numpy array, a torch tensor or another array-API array, got {type(x).__name__}"
+            ) from None
+        if same:
+            return x
+        try:
+            return xp.asarray(to_host(x, name), device=device(logits))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(f"{name}: cannot be moved to the logits' namespace and device ({err})") from None
+
+    def _propose_batched(
+        self, logits: Any, batch: Batch, initial: Sequence[Any] | None, class_axis: int, start: float
+    ) -> Proposal | None:
+        """Stage A with the solver's ``batch_energy`` and ``run_batch``, in ``logits``' namespace and
+        on its device (no host copy but the energies of the report).
+
+        Returns ``None`` to hand the batch to the host path, which finds, names or keeps a failing
+        item: when an item's logits are not finite, when building or solving the batch raises, or
+        when an item's final energy is not finite (each logged).
+        """
+        if not isinstance(batch, Batch):
+            raise TypeError(f"batch: expected a chainrule2.Batch, got {type(batch).__name__}")
+        try:
+            xp = array_namespace(logits)
+        except TypeError:
+            raise TypeError(
+                f"logits: expected a numpy array, a torch tensor or another array-API array, got {type(logits).__name__}"
+            ) from None
+        if is_torch_array(logits):
+            logits = logits.detach()  # stage A is a constant for stage B
+        seeds = self._on_logits(batch.seeds, logits, "batch.seeds")
+        if not xp.isdtype(seeds.dtype, "integral"):
+            raise TypeError(
+                f"batch.seeds: expected integer labels (255 unlabeled, 254 padding), got dtype {seeds.dtype}"
+            )
+        n = int(seeds.shape[0])
+        if batch.ids is not None and len(batch.ids) != n:
+            raise ValueError(f"batch.ids: expected {n} ids (one per item of batch.seeds), got {len(batch.ids)}")
+        grid = tuple(int(s) for s in seeds.shape)
+        images = None if batch.images is None else self._on_logits(batch.images, logits, "batch.images")
+        if images is not None:
+            _check_images_shape(tuple(int(s) for s in images.shape), grid)
+        z = _class_axis_last(logits, class_axis, grid)
+        if z.ndim >= 2 and xp.isdtype(z.dtype, "real floating"):
+            finite = np.asarray(host_copy(xp.all(xp.reshape(xp.isfinite(z), (n, -1)), axis=1)), dtype=bool)
+            if not finite.all():
+                logger.info("stage A: logits not finite in %d item(s): solving on the host", int((~finite).sum()))
+                return None
+        check_logits(z, "logits")
+        check_num_classes(int(z.shape[-1]), "logits")
+        initials = [
+            None if a is None else self._on_logits(a, logits, "initial") for a in as_items(initial, n, "initial")
+        ]
+        moved = time.perf_counter()
+        try:
+            energy = self.solver.batch_energy(  # type: ignore[attr-defined]
+                self.loss, z, Batch(None, seeds, images, batch.ids), self.trust_divergence, float(self.trust_weight)
+            )
+            result = self.solver.run_batch(energy, initials)  # type: ignore[attr-defined]
+        except Exception as err:
+            logger.warning(
+                "stage A: the batched solve on the logits' device raised %s: %s; solving on the host, item by item",
+                type(err).__name__, err,
+            )  # fmt: skip
+            return None
+        if len(result.traces) != n or not all(trace and math.isfinite(trace[-1]) for trace in result.traces):
+            logger.warning("stage A: the batched solve gave a non-finite energy; solving on the host, item by item")
+            return None
+        targets = result.solutions
+        if targets.ndim == z.ndim:  # soft targets: back to the caller's layout
+            targets = xp.moveaxis(targets, -1, class_axis)
+        report = StageAReport(
+            traces=tuple(tuple(trace) for trace in result.traces),
+            predict_seconds=moved - start,
+            solve_seconds=time.perf_counter() - moved,
+        )
+        logger.debug("stage A (batched): energy %.6g in %.3fs", report.energy, report.seconds)
+        return Proposal(targets, report)
