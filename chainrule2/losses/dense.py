@@ -2,71 +2,17 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace
-from array_api_compat import device as array_device
 
 from chainrule2.base import Batch
-from chainrule2.constants import PADDING
-from chainrule2.validation import check_int, check_positive
+from chainrule2.energies.bilateral import BilateralKernel, DenseItems, bilinear_matrix, nearest_indices
+from chainrule2.validation import check_positive
 
-__all__ = ["DenseCRFLoss", "DenseItems", "bilinear_matrix", "nearest_indices"]
-
-
-def nearest_indices(size: int, out: int) -> np.ndarray:
-    """Source rows of a nearest-neighbour down-scaling ``size → out``: ``floor(i · size/out)``.
-
-    (``torch.nn.functional.interpolate(mode="nearest")`` with ``size=out``; with ``scale_factor``
-    torch uses 1/scale instead of size/out, the same whenever ``size · scale`` is an integer.)
-    """
-    return np.minimum(np.floor(np.arange(out) * (size / out)).astype(np.int64), size - 1)
-
-
-def bilinear_matrix(size: int, out: int) -> np.ndarray:
-    """The ``(out, size)`` matrix of 1-D linear interpolation ``size → out`` with ``align_corners=False``.
-
-    Source coordinate of output i: ``(i + ½)·size/out − ½``, clamped to ``[0, size − 1]`` (as
-    ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)``, no antialiasing).
-    For ``out = size/2`` each row averages two neighbouring inputs.
-    """
-    x = np.clip((np.arange(out) + 0.5) * (size / out) - 0.5, 0.0, size - 1)
-    lo = np.floor(x).astype(np.int64)
-    hi = np.minimum(lo + 1, size - 1)
-    frac = x - lo
-    m = np.zeros((out, size))
-    np.add.at(m, (np.arange(out), lo), 1.0 - frac)
-    np.add.at(m, (np.arange(out), hi), frac)
-    return m
-
-
-@dataclass(frozen=True)
-class DenseItems:
-    """Host precomputation of a batch for :meth:`DenseCRFLoss.value_from_items` (depends on images and seeds only).
-
-    ``features`` ``(N, M, 5)``: (y/σ_xy', x/σ_xy', R/σ_rgb, G/σ_rgb, B/σ_rgb) on the down-scaled grid
-    of M = h'·w' pixels; ``mask`` ``(N, M)``: 1 where the (nearest-down-scaled) seeds are not
-    padding; ``rows`` ``(h', H)`` and ``cols`` ``(w', W)``: the bilinear down-scaling of the probabilities.
-    """
-
-    features: np.ndarray
-    mask: np.ndarray
-    rows: np.ndarray
-    cols: np.ndarray
-
-    def to(self, like: Any) -> DenseItems:
-        """The four arrays in ``like``'s namespace, dtype and device (one copy each)."""
-        xp = array_namespace(like)
-        dev = array_device(like)
-        return DenseItems(
-            *(
-                xp.asarray(np.asarray(a), dtype=like.dtype, device=dev)
-                for a in (self.features, self.mask, self.rows, self.cols)
-            )
-        )
+__all__ = ["DenseCRFLoss", "DenseItems", "bilinear_matrix", "nearest_indices"]  # the last three: re-exported
 
 
 @dataclass(frozen=True)
@@ -106,7 +52,9 @@ class DenseCRFLoss:
     Filtering is exact and dense on the down-scaled grid, O(M²) per image, in blocks of ``chunk``
     rows of W (never the whole M × M matrix; through autograd each block is kept for the backward
     pass, so the torch criterion uses :meth:`gradient` instead). Measured costs: docs/performance.md
-    ("Dense CRF filtering").
+    ("Dense CRF filtering"). The kernel, its features and the down-scaling live in
+    :class:`~chainrule2.energies.bilateral.BilateralKernel` (:attr:`bilateral`), shared with the
+    stage-A energy of Dense-TR (:class:`~chainrule2.energies.DenseMeanFieldEnergy`).
 
     Parameters
     ----------
@@ -140,43 +88,34 @@ class DenseCRFLoss:
 
     def __post_init__(self) -> None:
         check_positive(self.weight, "weight", allow_zero=True)
-        check_positive(self.sigma_rgb, "sigma_rgb")
-        check_positive(self.sigma_xy, "sigma_xy")
-        scale = check_positive(self.scale, "scale")
-        if scale > 1.0:
-            raise ValueError(f"scale: expected a down-scaling factor in (0, 1], got {self.scale!r}")
-        check_int(self.chunk, "chunk", minimum=1)
+        # The kernel checks the bandwidths, scale and chunk (naming them); kept for the delegates below.
+        object.__setattr__(self, "_bilateral", BilateralKernel(self.sigma_rgb, self.sigma_xy, self.scale, self.chunk))
 
-    # --- host precomputation ----------------------------------------------------------------------
+    @property
+    def bilateral(self) -> BilateralKernel:
+        """The loss's kernel W: its bandwidths, down-scaling and filtering (shared with Dense-TR's stage A)."""
+        return self._bilateral  # type: ignore[attr-defined]
+
+    # --- the kernel's methods, for the loss's callers ---------------------------------------------
     def grid(self, shape: tuple[int, int]) -> tuple[int, int]:
-        """The down-scaled grid ``(⌊H·scale⌋, ⌊W·scale⌋)`` (at least 1 × 1)."""
-        h, w = (int(s) for s in shape)
-        return max(1, int(math.floor(h * self.scale + 1e-9))), max(1, int(math.floor(w * self.scale + 1e-9)))
+        """The down-scaled grid ``(⌊H·scale⌋, ⌊W·scale⌋)`` (at least 1 × 1): :meth:`BilateralKernel.grid`."""
+        return self.bilateral.grid(shape)
 
     def items(self, images: Any, seeds: Any) -> DenseItems:
         """Features, padding mask and interpolation matrices of host ``images`` ``(N, H, W[, C])`` and ``seeds`` ``(N, H, W)``."""
-        images = np.asarray(images, dtype=np.float64)
-        seeds = np.asarray(seeds)
-        if seeds.ndim != 3:
-            raise ValueError(f"seeds: expected (N, H, W), got shape {seeds.shape}")
-        if images.ndim == 3:
-            images = images[..., None]
-        if images.ndim != 4 or images.shape[:3] != seeds.shape:
-            raise ValueError(
-                f"images: expected (N, H, W, C) with (N, H, W) = {seeds.shape} (the seeds'), got {images.shape}"
-            )
-        n, h, w, c = images.shape
-        hs, ws = self.grid((h, w))
-        ri, ci = nearest_indices(h, hs), nearest_indices(w, ws)
-        small = images[:, ri][:, :, ci]  # (N, hs, ws, C)
-        yy, xx = np.meshgrid(np.arange(hs, dtype=np.float64), np.arange(ws, dtype=np.float64), indexing="ij")
-        sxy = self.sigma_xy * self.scale
-        pos = np.stack([yy / sxy, xx / sxy], axis=-1).reshape(1, hs * ws, 2)
-        features = np.concatenate(
-            [np.broadcast_to(pos, (n, hs * ws, 2)), small.reshape(n, hs * ws, c) / self.sigma_rgb], axis=-1
-        )
-        mask = (seeds[:, ri][:, :, ci] != PADDING).reshape(n, hs * ws).astype(np.float64)
-        return DenseItems(np.ascontiguousarray(features), mask, bilinear_matrix(h, hs), bilinear_matrix(w, ws))
+        return self.bilateral.items(images, seeds)
+
+    def downscale(self, probs: Any, items: DenseItems) -> Any:
+        """Masked down-scaled probabilities ``(N, L, M)`` of ``probs`` ``(N, H, W, L)``."""
+        return self.bilateral.downscale(probs, items)
+
+    def downscale_adjoint(self, grad_small: Any, items: DenseItems, shape: tuple[int, ...]) -> Any:
+        """The adjoint of :meth:`downscale`: ``(N, L, M)`` → ``(N, H, W, L)``."""
+        return self.bilateral.downscale_adjoint(grad_small, items, shape)
+
+    def filter(self, small: Any, items: DenseItems) -> Any:
+        """``W X`` for ``X`` ``(N, C, M)`` (masked kernel, zero diagonal), exact, in blocks of ``chunk`` rows."""
+        return self.bilateral.filter(small, items)
 
     def _batch_items(self, probs: Any, batch: Batch) -> DenseItems:
         if batch.images is None:
@@ -190,41 +129,6 @@ class DenseCRFLoss:
                 f"batch.seeds: expected shape {shape[:3]} (probs without the class axis), got {seeds.shape}"
             )
         return self.items(batch.images, seeds).to(probs)
-
-    # --- array-API kernels ----------------------------------------------------------------------------
-    def _downscale(self, probs: Any, items: DenseItems) -> Any:
-        """Masked down-scaled probabilities ``(N, L, M)`` of ``probs`` ``(N, H, W, L)``."""
-        xp = array_namespace(probs)
-        n, num_labels = int(probs.shape[0]), int(probs.shape[-1])
-        x = xp.permute_dims(probs, (0, 3, 1, 2))  # (N, L, H, W)
-        x = xp.matmul(xp.matmul(items.rows, x), xp.matrix_transpose(items.cols))  # (N, L, h', w')
-        return xp.reshape(x, (n, num_labels, -1)) * items.mask[:, None, :]
-
-    def _upscale_adjoint(self, grad_small: Any, items: DenseItems, shape: tuple[int, ...]) -> Any:
-        """The adjoint of :meth:`_downscale`: ``(N, L, M)`` → ``(N, H, W, L)``."""
-        xp = array_namespace(grad_small)
-        n, h, w, num_labels = shape
-        g = xp.reshape(grad_small * items.mask[:, None, :], (n, num_labels, int(items.rows.shape[0]), -1))
-        g = xp.matmul(xp.matmul(xp.matrix_transpose(items.rows), g), items.cols)  # (N, L, H, W)
-        return xp.permute_dims(g, (0, 2, 3, 1))
-
-    def filter(self, small: Any, items: DenseItems) -> Any:
-        """``W X`` for ``X`` ``(N, C, M)`` (masked kernel, zero diagonal), exact, in blocks of ``chunk`` rows."""
-        xp = array_namespace(small)
-        f, mask = items.features, items.mask
-        m = int(f.shape[1])
-        sq = xp.sum(f * f, axis=-1)  # (N, M)
-        blocks = []
-        for start in range(0, m, self.chunk):
-            stop = min(start + self.chunk, m)
-            fb = f[:, start:stop, :]
-            d2 = sq[:, start:stop, None] + sq[:, None, :] - 2.0 * xp.matmul(fb, xp.matrix_transpose(f))
-            k = xp.exp(-0.5 * xp.clip(d2, min=0.0)) * mask[:, start:stop, None] * mask[:, None, :]  # (N, B, M)
-            dev = array_device(f)
-            off = xp.arange(start, stop, device=dev)[:, None] != xp.arange(m, device=dev)[None, :]
-            k = xp.where(off, k, xp.zeros_like(k))  # W_pp = 0 exactly
-            blocks.append(xp.matmul(small, xp.matrix_transpose(k)))  # (N, C, B)
-        return xp.concat(blocks, axis=-1) if len(blocks) > 1 else blocks[0]
 
     def _filter_with_degree(self, s: Any, items: DenseItems) -> tuple[Any, Any]:
         """``(W S, W 1)``, ``(N, L, M)`` and ``(N, 1, M)``, from one pass over the kernel."""
@@ -241,17 +145,17 @@ class DenseCRFLoss:
     def value_from_items(self, probs: Any, items: DenseItems) -> Any:
         """Per-item relaxed value ``(N,)`` with ``items`` (from :meth:`items`) in ``probs``'s namespace and device."""
         xp = array_namespace(probs)
-        s = self._downscale(probs, items)
+        s = self.downscale(probs, items)
         ws, degree = self._filter_with_degree(s, items)
         total = xp.sum(xp.reshape(s * (degree - ws), (int(s.shape[0]), -1)), axis=1)
         return self.weight * total / self._pixels(items)
 
     def gradient_from_items(self, probs: Any, items: DenseItems) -> Any:
         """Analytic ∂value/∂probs ``(N, H, W, L)`` (the sum over items), in ``probs``'s namespace: weight/|Ω'|·(W1 − 2WS) pulled back."""
-        s = self._downscale(probs, items)
+        s = self.downscale(probs, items)
         ws, degree = self._filter_with_degree(s, items)
         g = (degree - 2.0 * ws) * (self.weight / self._pixels(items))[:, None, None]
-        return self._upscale_adjoint(g, items, tuple(int(d) for d in probs.shape))
+        return self.downscale_adjoint(g, items, tuple(int(d) for d in probs.shape))
 
     def value(self, probs: Any, batch: Batch) -> Any:
         """Per-item relaxed value ``(N,)`` of probabilities ``(N, H, W, L)`` (numpy, array_api_strict, torch; autograd flows)."""

@@ -30,6 +30,12 @@ def _mean_field_energies():
     return st.builds(MeanFieldEnergy, grid_potts(), st.floats(0.05, 4.0, width=64))
 
 
+def _dense_energies():
+    from chainrule2.testing.dense_strategies import dense_energies
+
+    return dense_energies()
+
+
 # Each solver class -> (instances to check, strategy of energies it solves).
 REGISTRY = {
     "ChainViterbi": (lambda: [solvers.ChainViterbi()], chain_potts),
@@ -40,6 +46,10 @@ REGISTRY = {
     ),
     "ICM": (lambda: [solvers.ICM()], _grid_energies),
     "MeanField": (lambda: [solvers.MeanField(), solvers.MeanField(max_sweeps=2, tolerance=0.0)], _mean_field_energies),
+    "DenseMeanField": (
+        lambda: [solvers.DenseMeanField(), solvers.DenseMeanField(max_sweeps=2, tolerance=0.0, max_kernel_pixels=0)],
+        _dense_energies,
+    ),
 }
 
 
