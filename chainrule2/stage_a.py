@@ -232,10 +232,11 @@ class StageA:
         most 1; :func:`~chainrule2.trust_radius.seed_error_bound`). ``None`` =
         :data:`~chainrule2.trust_radius.DEFAULT_MAX_CHANGED` (``"seed_error"``).
     beta_search : BetaSearch or None
-        Only with ``trust_weight="auto"``: the search's β range, number of solves and where each
-        solve starts; ``None`` = :class:`~chainrule2.trust_radius.BetaSearch`'s defaults (2^-6 to
-        2^10, 6 solves, each from ``initial`` like a fixed-β stage A). If even the upper β
-        relabels more than τ, the item gets that β and its solution (logged).
+        Only with ``trust_weight="auto"``: the search's β range, number of solves, where each
+        solve starts and its tolerance; ``None`` = :class:`~chainrule2.trust_radius.BetaSearch`'s
+        defaults (2^-6 to 2^10, 6 solves, each from ``initial`` like a fixed-β stage A, tolerance 0).
+        If even the upper β relabels more than τ, the item gets that β and its solution (logged).
+        ``propose(..., beta_hint=...)`` starts each item's search from a β (e.g. the previous one).
 
     Examples
     --------
@@ -280,7 +281,13 @@ class StageA:
         check_choice(self.on_failure, "on_failure", ON_FAILURE)
 
     def propose(
-        self, logits: Any, batch: Batch, initial: Sequence[Any] | None = None, *, class_axis: int = -1
+        self,
+        logits: Any,
+        batch: Batch,
+        initial: Sequence[Any] | None = None,
+        *,
+        class_axis: int = -1,
+        beta_hint: Sequence[float | None] | None = None,
     ) -> Proposal:
         """Stage-A targets for every item of ``batch``, from the model's ``logits``.
 
@@ -297,6 +304,11 @@ class StageA:
         class_axis : int
             Where the class axis of ``logits`` is: ``-1`` (class axis last, the default) or ``1``
             for NCHW torch output.
+        beta_hint : sequence of float or None, or None
+            Only with ``trust_weight="auto"``: per item, a β to start its search from (e.g. its
+            ``report.betas`` entry of the previous stage A; ``None`` entries, or ``None`` for all,
+            search from scratch). A hint changes how many solves the search takes, not what it
+            guarantees (:class:`~chainrule2.trust_radius.BetaSearch`): 2 solves when it is right.
 
         Returns
         -------
@@ -314,7 +326,7 @@ class StageA:
             ``on_failure="raise"``, on an item's failure (the message names the item).
         """
         start = time.perf_counter()
-        if self._batched():
+        if beta_hint is None and self._batched():
             on_device = self._propose_batched(logits, batch, initial, class_axis, start)
             if on_device is not None:
                 return on_device
@@ -328,10 +340,11 @@ class StageA:
         check_logits(host_logits, "logits")
         num_labels = check_num_classes(int(host_logits.shape[-1]), "logits")  # the seeds carry 254/255
         initials = [None if a is None else to_host(a, "initial") for a in as_items(initial, n, "initial")]
+        hints = self._hints(beta_hint, n)
         copied = time.perf_counter()
         betas: tuple[float, ...] = ()
         if self.trust_weight == AUTO:
-            energies, states, betas = self._auto(host_logits, host_batch, initials, ids, failures)
+            energies, states, betas = self._auto(host_logits, host_batch, initials, ids, failures, hints)
         else:
             energies = self._energies(host_logits, host_batch, ids, failures)
             states = self._solve(energies, initials, ids, failures)
@@ -422,8 +435,43 @@ class StageA:
         network = allowed[np.argmax(logits[..., allowed], axis=-1)]  # the arg-max, seeds not clamped
         return seed_error_bound(network, seeds)
 
+    def _hints(self, beta_hint: Any, n: int) -> list[float | None]:
+        """``beta_hint`` checked: one finite β > 0 or ``None`` per item (only with ``trust_weight="auto"``)."""
+        if beta_hint is None:
+            return [None] * n
+        if self.trust_weight != AUTO:
+            raise ValueError(
+                f"beta_hint: only used with trust_weight={AUTO!r} (the β search starts from it), "
+                f"got hints with the fixed trust_weight={self.trust_weight!r}"
+            )
+        if isinstance(beta_hint, (str, bytes)) or not isinstance(beta_hint, Sequence):
+            raise TypeError(
+                f"beta_hint: expected a sequence of one β (a number > 0) or None per item, got {type(beta_hint).__name__}"
+            )
+        if len(beta_hint) != n:
+            raise ValueError(f"beta_hint: expected {n} hints (one per item, None for none), got {len(beta_hint)}")
+        hints: list[float | None] = []
+        for i, hint in enumerate(beta_hint):
+            if hint is None:
+                hints.append(None)
+                continue
+            if isinstance(hint, bool) or not isinstance(hint, (int, float, np.integer, np.floating)):
+                raise TypeError(f"beta_hint[{i}]: expected a number > 0 or None, got {type(hint).__name__}")
+            if not (math.isfinite(float(hint)) and hint > 0):
+                raise ValueError(
+                    f"beta_hint[{i}]: expected a finite number > 0 or None (a failed item's nan: pass None), got {hint!r}"
+                )
+            hints.append(float(hint))
+        return hints
+
     def _auto(
-        self, logits: np.ndarray, batch: Batch, initials: list[Any], ids: tuple[Any, ...], failures: dict[int, str]
+        self,
+        logits: np.ndarray,
+        batch: Batch,
+        initials: list[Any],
+        ids: tuple[Any, ...],
+        failures: dict[int, str],
+        hints: list[float | None],
     ) -> tuple[list[Any], list[Any], tuple[float, ...]]:
         """``trust_weight="auto"``: every item's β search, in lockstep (one batch-solver call per round).
 
@@ -433,8 +481,8 @@ class StageA:
         n = logits.shape[0]
         max_changed = DEFAULT_MAX_CHANGED if self.max_changed is None else self.max_changed
         search = BetaSearch() if self.beta_search is None else self.beta_search
-        # Every item's first query is the same β; its bound is set once its problem is built.
-        searches = {i: search.start(1.0) for i in range(n) if i not in failures}
+        # An item's first query does not depend on its bound, which is set once its problem is built.
+        searches = {i: search.start(1.0, hints[i]) for i in range(n) if i not in failures}
         bounds: dict[int, float] = {}
         warm = list(initials)
         references: dict[int, np.ndarray] = {}
@@ -453,7 +501,7 @@ class StageA:
                 if i not in references:
                     references[i] = self._reference(energies[i], logits[i])
                     bounds[i] = self._bound(max_changed, energies[i], logits[i], batch.seeds[i])
-                    searches[i] = search.start(bounds[i])
+                    searches[i] = search.start(bounds[i], hints[i])
                 measure = changed_fraction(hard_labels(states[i].solution), references[i], free[i])
                 searches[i].tell(beta, measure, (energies[i], states[i]))
                 if search.warm_start == "previous":

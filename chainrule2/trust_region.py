@@ -10,6 +10,7 @@ from typing import Any, cast
 from chainrule2.base import Batch, Composite, Divergence, FitReport, Fitter, Loss, Proposal, StepReport, Subproblem
 from chainrule2.solvers.base import BatchSolver
 from chainrule2.stage_a import StageA
+from chainrule2.trust_radius import BetaSearch
 from chainrule2.validation import check_instance
 
 
@@ -36,11 +37,13 @@ class TrustRegion:
         E.g. ``chainrule2_torch.OptimizerFitter`` or :class:`~chainrule2.models.SGDFitter`.
     trust_divergence : Divergence
         d_A, the trust region around the current prediction.
-    trust_weight : float
-        β ≥ 0.
+    trust_weight : float or "auto"
+        β ≥ 0, or ``"auto"``: per item, the β of the adaptive trust region (:class:`~chainrule2.StageA`).
     batch_solver : callable or None
         ``batch_solver(solver, energies, initials) -> list[SolverState]``; default a serial loop
         (:func:`chainrule2.solvers.solve_batch`). Pass a parallel one for large batches.
+    max_changed, beta_search : as in :class:`~chainrule2.StageA`
+        Only with ``trust_weight="auto"``: the radius τ and the β search.
 
     Configurations of note (PAPER.md §2): GradientStep + Squared d_A/d_B + one stage-B step is
     back-propagation; a discrete solver + CrossEntropy d_A/d_B + one step is ADM; a discrete
@@ -50,8 +53,10 @@ class TrustRegion:
     stage_a: Subproblem
     stage_b: Fitter
     trust_divergence: Divergence
-    trust_weight: float
+    trust_weight: float | str
     batch_solver: BatchSolver | None = None
+    max_changed: float | str | None = None
+    beta_search: BetaSearch | None = None
 
     def __post_init__(self) -> None:
         check_instance(self.stage_b, "stage_b", call="(...)")  # the class has a fit function too
@@ -65,15 +70,26 @@ class TrustRegion:
     def stage_a_for(self, loss: Loss) -> StageA:
         """The :class:`~chainrule2.StageA` of this trust region for ``loss``."""
         try:
-            return StageA(self.stage_a, loss, self.trust_divergence, self.trust_weight, self.batch_solver)
+            return StageA(
+                self.stage_a, loss, self.trust_divergence, self.trust_weight, self.batch_solver,
+                max_changed=self.max_changed, beta_search=self.beta_search,
+            )  # fmt: skip
         except TypeError as err:  # name the argument as the caller spelled it
             raise TypeError(str(err).replace("solver:", "stage_a:", 1)) from None
 
-    def propose(self, composite: Composite, batch: Batch, initial: Sequence[Any] | None = None) -> Proposal:
+    def propose(
+        self,
+        composite: Composite,
+        batch: Batch,
+        initial: Sequence[Any] | None = None,
+        beta_hint: Sequence[float | None] | None = None,
+    ) -> Proposal:
         """Stage A only: targets for every item of ``batch`` (cache them, augment them, reuse them).
 
         The logits are ``composite.model.predict(batch.inputs)`` (eval mode, no gradient);
-        ``initial`` is an optional per-item warm start (e.g. the cached previous solution).
+        ``initial`` is an optional per-item warm start (e.g. the cached previous solution);
+        ``beta_hint`` (``trust_weight="auto"`` only) the per-item β to start the search from (e.g.
+        the previous ``report.betas``, ``None`` for an item without one).
         """
         start = time.perf_counter()
         logits = composite.model.predict(batch.inputs)
@@ -84,7 +100,7 @@ class TrustRegion:
                 f"composite.model: expected predict(batch.inputs) to return logits for {n} items (one per item of "
                 f"batch.seeds), got {got} (logits of shape {tuple(logits.shape)})"
             )
-        proposal = self.stage_a_for(composite.loss).propose(logits, batch, initial)
+        proposal = self.stage_a_for(composite.loss).propose(logits, batch, initial, beta_hint=beta_hint)
         report = proposal.report._replace(predict_seconds=proposal.report.predict_seconds + predicted)
         return Proposal(proposal.targets, report)
 
@@ -92,7 +108,13 @@ class TrustRegion:
         """Stage B only: fit the model to ``targets`` (from ``propose`` or a cache)."""
         return self.stage_b.fit(composite.model, batch, targets)
 
-    def step(self, composite: Composite, batch: Batch, initial: Sequence[Any] | None = None) -> StepReport:
+    def step(
+        self,
+        composite: Composite,
+        batch: Batch,
+        initial: Sequence[Any] | None = None,
+        beta_hint: Sequence[float | None] | None = None,
+    ) -> StepReport:
         """``propose`` then ``fit`` on the same batch."""
-        proposal = self.propose(composite, batch, initial)
+        proposal = self.propose(composite, batch, initial, beta_hint)
         return StepReport(proposal.report, self.fit(composite, batch, proposal.targets), proposal.targets)

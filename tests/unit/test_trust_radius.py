@@ -385,3 +385,221 @@ def _grid(rng, n=2, h=8, w=9, c=3):
     seeds[:, 0, 0], seeds[:, -1, -1], seeds[:, 3, 4] = 0, 1, 2
     images = rng.uniform(0, 255, size=(n, h, w, 3))
     return logits, cr.Batch(None, seeds, images=images, ids=tuple(f"i{k}" for k in range(n)))
+
+
+# --- hints and tolerance -----------------------------------------------------------------------------
+
+
+def _table_search(search, measures, bound, hint=None):
+    """Run the state machine on a measure given per grid index (``measures[m - 1]`` at ``g_m``)."""
+    s = search.start(bound, hint)
+    while (beta := s.next_beta) is not None:
+        m = [search.grid_beta(k) for k in range(1, search.grid_size + 1)].index(beta) + 1
+        s.tell(beta, measures[m - 1], m)
+    return s.result()
+
+
+HINTS = st.one_of(
+    st.none(),
+    st.floats(2.0**-12, 2.0**16),  # good and bad hints, some off the range
+    st.sampled_from([1e-300, 1e-30, 1e30, 1e300, 2.0**-6, 2.0**10]),  # absurd ones and the ends
+)
+
+
+@given(solves=st.integers(1, 6), crossing=st.integers(1, 66), hint=HINTS)
+def test_on_a_monotone_measure_a_hint_changes_the_solves_not_the_choice(solves, crossing, hint):
+    """Exact guarantee (tolerance 0): the answer is the smallest grid β meeting the bound, whatever the hint."""
+    search = BetaSearch(low=2.0**-6, high=2.0**10, solves=solves)
+    top = search.grid_size
+    measures = [0.0 if m >= crossing else 1.0 for m in range(1, top + 1)]  # meets 0.5 from index ``crossing``
+    cold, hinted = _table_search(search, measures, 0.5), _table_search(search, measures, 0.5, hint)
+    assert (hinted.beta, hinted.state, hinted.met) == (cold.beta, cold.state, cold.met)
+    assert hinted.solves <= 2 * solves + 1
+    if crossing <= top:
+        exact = _table_search(search, measures, 0.5, search.grid_beta(crossing))  # the right hint: 2 solves
+        assert exact.solves == (1 if crossing == 1 else 2) and exact.beta == cold.beta
+
+
+@given(
+    solves=st.integers(1, 5),
+    seed=st.integers(0, 2**31 - 1),
+    hint=HINTS,
+    tolerance=st.sampled_from([0.0, 0.1, 0.3]),
+    bounds=st.lists(st.floats(0.0, 1.0), min_size=2, max_size=4, unique=True),
+)
+def test_on_any_measure_the_choice_is_a_crossing_and_monotone_in_the_bound(solves, seed, hint, tolerance, bounds):
+    """On a measure that is not monotone: the chosen β meets the bound and its grid neighbour below was
+    solved and failed (or it is the lowest grid β, or within the tolerance); β non-increasing in the bound."""
+    search = BetaSearch(low=0.5, high=64.0, solves=solves, tolerance=tolerance)
+    measures = list(np.random.default_rng(seed).uniform(0, 1, search.grid_size))
+    chosen = []
+    for bound in sorted(bounds):
+        choice = _table_search(search, measures, bound, hint)
+        tried = dict(choice.tried)
+        if choice.met:
+            m = choice.state
+            assert measures[m - 1] <= bound
+            below = search.grid_beta(m - 1) if m > 1 else None
+            assert m == 1 or (below in tried and tried[below] > bound) or measures[m - 1] > bound - tolerance * bound
+        else:
+            assert choice.beta == search.high and measures[-1] > bound
+        chosen.append(choice.beta)
+    assert all(a >= b for a, b in zip(chosen, chosen[1:], strict=False)), (bounds, chosen)
+
+
+def test_the_hint_is_bracketed_by_doubling_steps_then_bisected():
+    search = BetaSearch(low=1.0, high=2.0**16, solves=4)  # the grid: 2, 4, ..., 2^16 (index m: 2^m)
+    measures = [1.0 if m < 5 else 0.0 for m in range(1, 17)]  # meets the bound from β = 2^5
+    choice = _table_search(search, measures, 0.5, hint=2.0**12)
+    assert [math.log2(b) for b, _ in choice.tried] == [12, 11, 9, 5, 2, 3, 4]  # down by 1, 2, 4, bisect
+    assert choice.beta == 2.0**5
+    choice = _table_search(search, measures, 0.5, hint=2.0)  # from below: up by 1, 2, 4, then bisect
+    assert [math.log2(b) for b, _ in choice.tried] == [1, 2, 4, 8, 6, 5]
+    assert choice.beta == 2.0**5
+
+
+def test_with_tolerance_a_solve_close_to_the_bound_ends_the_search():
+    search = BetaSearch(low=1.0, high=16.0, solves=2, tolerance=0.2)
+    choice = _table_search(search, [0.9, 0.45, 0.3, 0.1], 0.5, hint=4.0)  # 0.45 > 0.5 · (1 - 0.2)
+    assert choice.beta == 4.0 and choice.solves == 1
+    choice = _table_search(search, [0.9, 0.35, 0.3, 0.1], 0.5, hint=4.0)  # 0.35 is not: try the β below
+    assert choice.beta == 4.0 and choice.solves == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"tolerance": -0.1}, ValueError, r"tolerance: expected a number in \[0, 1\)"),
+        ({"tolerance": 1.0}, ValueError, "tolerance: expected a number in"),
+        ({"tolerance": math.nan}, ValueError, "got nan"),
+        ({"tolerance": "0.1"}, TypeError, "tolerance: expected a real number"),
+    ],
+)
+def test_bad_tolerance_is_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        BetaSearch(**kwargs)
+
+
+def test_bad_hints_of_the_search_are_named():
+    with pytest.raises(ValueError, match="hint: expected a finite number > 0, got 0.0"):
+        BetaSearch().start(0.1, hint=0.0)
+    with pytest.raises(ValueError, match="hint: expected a finite number > 0, got nan"):
+        BetaSearch().start(0.1, hint=math.nan)
+    with pytest.raises(TypeError, match="hint: expected a real number, got str"):
+        BetaSearch().start(0.1, hint="4")
+
+
+def _changed_at(logits, batch, beta, i):
+    one = cr.Batch(None, batch.seeds[i : i + 1], batch.images[i : i + 1])
+    labels = cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), beta).propose(logits[i : i + 1], one).targets[0]
+    return changed_fraction(labels, _references(logits, batch)[i], free_pixels(batch.seeds[i]))
+
+
+@SETTINGS
+@given(problem=grid_problems(), tau=st.floats(0.02, 0.8), kind=st.sampled_from(["good", "bad", "absurd"]),
+       data=st.data())  # fmt: skip
+def test_with_hints_auto_meets_the_bound_at_a_crossing_and_on_a_monotone_item_equals_the_cold_search(
+    problem, tau, kind, data
+):
+    logits, batch = problem
+    n = logits.shape[0]
+    search = BetaSearch(low=2.0**-4, high=2.0**6, solves=3)
+    cold = _auto(tau, search).propose(logits, batch)
+    if kind == "good":
+        hints = list(cold.report.betas)
+    elif kind == "bad":
+        hints = data.draw(st.lists(st.one_of(st.none(), st.floats(2.0**-6, 2.0**8)), min_size=n, max_size=n))
+    else:
+        hints = data.draw(st.lists(st.sampled_from([1e-300, 1e300]), min_size=n, max_size=n))
+    hinted = _auto(tau, search).propose(logits, batch, beta_hint=hints)
+    grid = [search.grid_beta(m) for m in range(1, search.grid_size + 1)]
+    for i, beta in enumerate(hinted.report.betas):
+        changed = [_changed_at(logits, batch, b, i) for b in grid]  # each query is the fixed-β stage A
+        m = grid.index(beta)
+        got = changed_fraction(hinted.targets[i], _references(logits, batch)[i], free_pixels(batch.seeds[i]))
+        assert got == changed[m]
+        if changed[m] <= tau:
+            assert m == 0 or changed[m - 1] > tau  # a crossing: the grid β below fails
+        else:
+            assert beta == search.high and all(c > tau for c in changed[-1:])
+        if all(a >= b for a, b in zip(changed, changed[1:], strict=False)):  # monotone: the hint does not matter
+            assert beta == cold.report.betas[i]
+            np.testing.assert_array_equal(hinted.targets[i], cold.targets[i])
+
+
+@SETTINGS
+@given(problem=grid_problems(), taus=st.lists(st.floats(0.01, 1.0), min_size=2, max_size=3, unique=True),
+       hint=st.floats(2.0**-8, 2.0**12))  # fmt: skip
+def test_with_a_hint_the_chosen_beta_is_non_increasing_in_max_changed(problem, taus, hint):
+    logits, batch = problem
+    hints = [hint] * logits.shape[0]
+    betas = [_auto(tau).propose(logits, batch, beta_hint=hints).report.betas for tau in sorted(taus)]
+    for smaller, larger in zip(betas, betas[1:], strict=False):
+        assert all(a >= b for a, b in zip(smaller, larger, strict=True)), (taus, betas)
+
+
+def test_a_right_hint_takes_two_solves_per_item():
+    logits, batch = _grid(np.random.default_rng(8))
+    calls = []
+
+    def counting(solver, energies, initials, errors="raise"):
+        calls.append(len(energies))
+        return solve_batch(solver, energies, initials, errors=errors)
+
+    cold = _auto(0.2).propose(logits, batch)
+    hinted = _auto(0.2, batch_solver=counting).propose(logits, batch, beta_hint=list(cold.report.betas))
+    assert hinted.report.betas == cold.report.betas
+    np.testing.assert_array_equal(hinted.targets, cold.targets)
+    assert sum(calls) <= 2 * logits.shape[0] and len(calls) <= 2  # lockstep: one batch-solver call per round
+
+
+@pytest.mark.parametrize(
+    "hint, error, match",
+    [
+        ([1.0], ValueError, r"beta_hint: expected 2 hints \(one per item, None for none\), got 1"),
+        ([1.0, 0.0], ValueError, r"beta_hint\[1\]: expected a finite number > 0 or None"),
+        ([-2.0, 1.0], ValueError, r"beta_hint\[0\]: expected a finite number > 0 or None .*got -2.0"),
+        ([math.nan, 1.0], ValueError, r"beta_hint\[0\]: .*a failed item's nan: pass None.*got nan"),
+        ([math.inf, 1.0], ValueError, "got inf"),
+        ([True, 1.0], TypeError, r"beta_hint\[0\]: expected a number > 0 or None, got bool"),
+        (["4", 1.0], TypeError, r"beta_hint\[0\]: expected a number > 0 or None, got str"),
+        (4.0, TypeError, "beta_hint: expected a sequence of one β"),
+        ("44", TypeError, "beta_hint: expected a sequence"),
+    ],
+)
+def test_bad_hints_get_a_clear_error(hint, error, match):
+    logits, batch = _grid(np.random.default_rng(9))
+    with pytest.raises(error, match=match):
+        _auto(0.2).propose(logits, batch, beta_hint=hint)
+
+
+def test_a_hint_with_a_fixed_beta_is_refused_and_none_hints_are_the_cold_search():
+    logits, batch = _grid(np.random.default_rng(10))
+    with pytest.raises(ValueError, match="beta_hint: only used with trust_weight='auto'"):
+        cr.StageA(AlphaExpansion(), LOSS, CrossEntropy(), 2.0).propose(logits, batch, beta_hint=[1.0, 1.0])
+    cold = _auto(0.2).propose(logits, batch)
+    none = _auto(0.2).propose(logits, batch, beta_hint=[None, None])
+    assert none.report.betas == cold.report.betas
+
+
+def test_trust_region_passes_max_changed_beta_search_and_hints_through():
+    from chainrule2.divergences import SeedAwareObjective
+    from chainrule2.models import LinearClassifier, SGDFitter
+
+    search = BetaSearch(low=1.0, high=16.0, solves=2)
+    fitter = SGDFitter(SeedAwareObjective(CrossEntropy()), 0.1)
+    loss = ChainScribblePotts(potts_weight=2.0)
+    tr = cr.TrustRegion(ChainViterbi(), fitter, CrossEntropy(), "auto", max_changed=0.25, beta_search=search)
+    stage_a = tr.stage_a_for(loss)
+    assert (stage_a.trust_weight, stage_a.max_changed, stage_a.beta_search) == ("auto", 0.25, search)
+    rng = np.random.default_rng(11)
+    seeds = np.full((2, 12), cr.UNLABELED)
+    seeds[:, 0], seeds[:, -1] = 0, 1
+    batch = cr.Batch(rng.normal(size=(2, 12, 3)), seeds, images=rng.normal(size=(2, 12, 1)))
+    composite = cr.Composite(loss, LinearClassifier(3, 2, rng=np.random.default_rng(0)))
+    cold = tr.propose(composite, batch)
+    hinted = tr.propose(composite, batch, beta_hint=list(cold.report.betas))
+    assert hinted.report.betas == cold.report.betas and len(cold.report.betas) == 2
+    assert tr.step(composite, batch, beta_hint=list(cold.report.betas)).stage_a.betas == cold.report.betas
+    with pytest.raises(ValueError, match="max_changed: only used with trust_weight='auto'"):
+        cr.TrustRegion(ChainViterbi(), fitter, CrossEntropy(), 1.0, max_changed=0.25)
