@@ -81,12 +81,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-checkpoint", default=None, help="load the PCE warm-up from / save it to this file")
     p.add_argument("--stage-a-every", type=int, default=5, help="stage-A period in epochs (paper: 5)")
     p.add_argument("--stage-a-workers", type=int, default=1, help="processes that solve stage A (1: in-process)")
+    p.add_argument("--stage-a-overlap", action="store_true",
+                   help="solve every stage A after the first in the background while stage B trains its epoch "
+                        "on the previous targets (its labels are used from the next epoch; overlaps the "
+                        "alpha-expansion solves only with --stage-a-workers >= 2)")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=None, help="square crop side for stage B (default: --size)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--potts-weight", type=float, default=100.0, help="lambda")
-    p.add_argument("--dense-weight", type=float, default=0.005, help="lambda of dense-gd (per down-scaled pixel)")
+    p.add_argument(
+        "--dense-weight",
+        type=float,
+        default=0.005,
+        help="lambda of the dense CRF of dense-gd and dense-tr (per down-scaled pixel)",
+    )
     p.add_argument("--trust-weight", type=_trust_weight, default=0.05,
                    help="beta, or 'auto': per image the smallest beta whose stage-A labels relabel at most "
                         "--max-changed of the free pixels (docs/concepts.md)")  # fmt: skip
@@ -98,7 +107,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="stage A's solver: graph cuts (the paper) or mean-field (a distribution per pixel; hard "
                         "targets are its arg-max unless --soft-targets)")  # fmt: skip
     p.add_argument("--soft-targets", action="store_true",
-                   help="with --stage-a-solver mean-field: stage B fits the distributions themselves "
+                   help="with --stage-a-solver mean-field or --method dense-tr: stage B fits the distributions themselves "
                         "(cached as <out>/stage_a/<id>.npz)")  # fmt: skip
     p.add_argument("--mean-field-temperature", type=float, default=None,
                    help="with --stage-a-solver mean-field: temperature T > 0 of the free energy (default 1.0)")  # fmt: skip
@@ -126,10 +135,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # The demo's defaults replace the normal ones; options given on the command line still win.
         p.set_defaults(**DEMO_DEFAULTS)
         args = p.parse_args(argv)
-    if args.stage_a_solver != "mean-field":
+    if args.stage_a_solver != "mean-field" and args.method != "dense-tr":  # dense-tr: always mean-field
         for flag in ("soft_targets", "mean_field_temperature", "mean_field_sweeps"):
             if getattr(args, flag) not in (None, False):
-                p.error(f"--{flag.replace('_', '-')}: only with --stage-a-solver mean-field, "
+                p.error(f"--{flag.replace('_', '-')}: only with --stage-a-solver mean-field or --method dense-tr, "
                         f"got --stage-a-solver {args.stage_a_solver}")  # fmt: skip
     if args.out is None:
         args.out = f"runs/{args.dataset}/{args.method}"
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         trust_weight=args.trust_weight,
         error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
         phase_switch=args.phase_switch, max_changed=args.max_changed,
-        stage_a_solver=args.stage_a_solver, soft_targets=args.soft_targets,
+        stage_a_solver=args.stage_a_solver, soft_targets=args.soft_targets, stage_a_overlap=args.stage_a_overlap,
         **{k: v for k in ("mean_field_temperature", "mean_field_sweeps") if (v := getattr(args, k)) is not None},
         seed=args.seed,
     )  # fmt: skip

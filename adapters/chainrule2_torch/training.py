@@ -92,7 +92,9 @@ class TrainConfig:
 
     Parameters
     ----------
-    method : {"pce", "grid-gd", "dense-gd", "adm", "grid-tr", "full"}
+    method : {"pce", "grid-gd", "dense-gd", "adm", "grid-tr", "dense-tr", "full"}
+        ``dense-tr``: stage A by monotone mean-field on the dense CRF (λ = ``dense_weight``, β =
+        ``trust_weight``), hard (arg-max) or ``soft_targets``; stage B as ``grid-tr``.
     epochs : int
         Epochs after the warm-up.
     warmup_epochs : int
@@ -128,9 +130,10 @@ class TrainConfig:
         Stage A's solver on the grid Potts energy: graph cuts (:class:`~chainrule2.solvers.AlphaExpansion`,
         the paper) or :class:`~chainrule2.solvers.MeanField` (a distribution per pixel, at
         ``mean_field_temperature``, at most ``mean_field_sweeps`` checkerboard sweeps). Used by
-        ``adm`` and ``grid-tr``.
+        ``adm`` and ``grid-tr``; ``dense-tr`` always solves its dense CRF by mean-field (with the same
+        temperature and sweeps).
     soft_targets : bool
-        Only with ``stage_a_solver="mean-field"``: stage B fits mean-field's distributions themselves
+        Only with ``stage_a_solver="mean-field"`` or ``dense-tr``: stage B fits mean-field's distributions themselves
         (cached as float16 ``<out>/stage_a/<id>.npz``, augmented jointly with the image, all 0 on
         padding). False: the hard targets are the arg-max of the distribution (seeds stay exact),
         cached as labels like alpha-expansion's. Either way stage A warm-starts from the cache.
@@ -139,6 +142,14 @@ class TrainConfig:
         larger T: softer distributions).
     mean_field_sweeps : int
         Upper bound on mean-field sweeps (it stops earlier when the free energy stops falling).
+    stage_a_overlap : bool
+        Take every stage A after the first off the critical path: it starts from a copy of the
+        network at the start of its epoch (the logits a blocking stage A would use) and runs in a
+        background thread while stage B trains that epoch on the previous targets; its labels are
+        used from the next epoch on (one epoch later than without overlap) and are in that epoch's
+        checkpoint. The alpha-expansion solves overlap stage B only in worker processes
+        (``batch_solver``, ``--stage-a-workers``); with in-process solves the thread mostly waits for
+        the interpreter. Deterministic and resumable like a blocking stage A.
     normalization : {"official", "mean", "item", "sum"}
         How the stage-B sum over pixels of ``adm`` and ``grid-tr`` is normalised
         (:class:`~chainrule2.divergences.SeedAwareObjective`); ``"mean"``: over the batch's pixels.
@@ -177,6 +188,7 @@ class TrainConfig:
     soft_targets: bool = False
     mean_field_temperature: float = 1.0
     mean_field_sweeps: int = 50
+    stage_a_overlap: bool = False
     normalization: str = "mean"
     pce_normalization: str = "item"
     phase_switch: str = "restart"
@@ -196,9 +208,10 @@ class TrainConfig:
             raise ValueError(f"crop_size: expected (H, W) with both >= 8, got {self.crop_size!r}")
         if self.stage_a_solver not in STAGE_A_SOLVERS:
             raise ValueError(f"stage_a_solver: expected one of {STAGE_A_SOLVERS}, got {self.stage_a_solver!r}")
-        if not isinstance(self.soft_targets, bool):
-            raise ValueError(f"soft_targets: expected True or False, got {self.soft_targets!r}")
-        if self.soft_targets and self.stage_a_solver != "mean-field":
+        for name in ("soft_targets", "stage_a_overlap"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if self.soft_targets and self.stage_a_solver != "mean-field" and self.method != "dense-tr":
             raise ValueError(
                 "soft_targets: True needs a stage A that returns a distribution per pixel, "
                 f"stage_a_solver='mean-field'; got stage_a_solver={self.stage_a_solver!r}"
@@ -284,6 +297,7 @@ METHOD_TABLE: dict[str, Method] = {
     "dense-gd": Method("dense-gd", "seeds", _dense_gd, needs_images=True),
     "adm": Method("adm", "stage_a", _adm),
     "grid-tr": Method("grid-tr", "stage_a", _grid_tr),
+    "dense-tr": Method("dense-tr", "stage_a", _grid_tr),  # the same robust d_B; stage A on the dense CRF
     "full": Method("full", "masks", _full, warmup=False),
 }
 METHODS = tuple(METHOD_TABLE)
@@ -291,21 +305,27 @@ WARMUP = Method("pce", "seeds", _pce)  #: the shared warm-up phase
 
 
 def make_stage_a(config: TrainConfig, batch_solver: Any = None) -> StageA:
-    """``config.stage_a_solver`` (alpha-expansion, or mean-field: soft) on the contrast-sensitive grid
-    Potts, with the β·CE trust region.
+    """Stage A of ``config.method`` with the β·CE trust region: ``config.stage_a_solver``
+    (alpha-expansion, or mean-field: soft) on the contrast-sensitive grid Potts; for ``dense-tr``,
+    monotone mean-field (:class:`~chainrule2.solvers.DenseMeanField`) on the dense CRF of
+    :class:`~chainrule2.losses.DenseCRFLoss` with λ = ``dense_weight``.
 
     ``on_failure="keep"``: an item whose stage A fails keeps its previous labels (its seeds the
     first time) and training goes on; :func:`refresh_pseudo_labels` counts and names such items.
     """
-    from chainrule2.losses import ScribblePotts
-    from chainrule2.solvers import AlphaExpansion, MeanField
+    from chainrule2.losses import DenseCRFLoss, ScribblePotts
+    from chainrule2.solvers import AlphaExpansion, DenseMeanField, MeanField
 
     solver: Any = AlphaExpansion(max_sweeps=config.max_sweeps)
-    if config.stage_a_solver == "mean-field":
+    loss: Any = ScribblePotts(potts_weight=config.potts_weight, neighbourhood=config.neighbourhood)
+    if config.method == "dense-tr":
+        solver = DenseMeanField(max_sweeps=config.mean_field_sweeps, temperature=config.mean_field_temperature)
+        loss = DenseCRFLoss(config.dense_weight)
+    elif config.stage_a_solver == "mean-field":
         solver = MeanField(max_sweeps=config.mean_field_sweeps, temperature=config.mean_field_temperature)
     return StageA(
         solver,
-        ScribblePotts(potts_weight=config.potts_weight, neighbourhood=config.neighbourhood),
+        loss,
         CrossEntropy(),
         config.trust_weight,
         batch_solver=batch_solver,
@@ -527,6 +547,33 @@ def refresh_pseudo_labels(
     items' cache files (one writer per item); the ranks then read the others' labels from disk,
     and the figures are summed over the ranks. ``stage_a_items``: how many items each rank solved.
     """
+    return _gather_stage_a(_solve_shard(network, stage_a, samples, cache, batch_size, device, distributed),
+                           samples, cache, distributed)  # fmt: skip
+
+
+@dataclass
+class _ShardResult:
+    """What one rank's stage A produced, before the ranks' figures are summed (:func:`_gather_stage_a`)."""
+
+    local: list[Any]
+    counts: np.ndarray  # changed, pixels, fit, fit pixels, failures, items with masks
+    conf: np.ndarray  # (2, C, C): the network's and the new stage-A labels' confusion matrices
+    solve_s: float
+    betas: list[float]
+    seconds: float
+
+
+def _solve_shard(
+    network: torch.nn.Module,
+    stage_a: StageA,
+    samples: Sequence[Any],
+    cache: StageACache,
+    batch_size: int,
+    device: str | torch.device,
+    distributed: Distributed,
+) -> _ShardResult:
+    """Stage A on this rank's shard: the cache entries of those items are replaced (no collective call,
+    so it may run in a background thread beside stage B, see :class:`_BackgroundStageA`)."""
     device = resolve_device(device)
     start = time.perf_counter()
     local = distributed.shard(list(samples))
@@ -574,16 +621,25 @@ def refresh_pseudo_labels(
             len(failed_ids),
             failed_ids,
         )
+    return _ShardResult(local, counts, conf, solve_s, betas, time.perf_counter() - start)
+
+
+def _gather_stage_a(result: _ShardResult, samples: Sequence[Any], cache: StageACache,
+                    distributed: Distributed) -> dict:  # fmt: skip
+    """The ranks read each other's new cache files and sum the figures: the record of one stage A."""
+    counts, conf = result.counts, result.conf
+    start = time.perf_counter()
     if distributed.active:
         distributed.barrier()  # every rank has written its shard's files
-        mine = {s.id for s in local}
+        mine = {s.id for s in result.local}
         cache.load([s.id for s in samples if s.id not in mine])
         counts, conf = distributed.sum(counts), distributed.sum(conf)
     masked = counts[5] > 0
+    betas = result.betas
     return {
-        "stage_a_s": time.perf_counter() - start,
-        "stage_a_solve_s": solve_s,
-        "stage_a_items": [int(n) for n in distributed.gather(float(len(local)))],
+        "stage_a_s": result.seconds + time.perf_counter() - start,
+        "stage_a_solve_s": result.solve_s,
+        "stage_a_items": [int(n) for n in distributed.gather(float(len(result.local)))],
         "stage_a_failures": int(counts[4]),
         **({"stage_a_beta_median": float(np.median(betas))} if betas else {}),  # trust_weight="auto", this rank
         "stage_a_changed": counts[0] / max(int(counts[1]), 1),
@@ -591,6 +647,48 @@ def refresh_pseudo_labels(
         "network_train_miou": _miou(conf[0]) if masked else None,
         "pseudo_miou": _miou(conf[1]) if masked else None,
     }
+
+
+class _BackgroundStageA:
+    """Stage A in a thread while stage B trains (``TrainConfig.stage_a_overlap``).
+
+    It solves from a copy of the network taken now (the same logits as a blocking stage A at this
+    point), so stage B's steps and its train/eval mode do not touch it; :meth:`join` waits for it and
+    gathers the ranks' figures in the calling thread (the collectives stay in the training thread).
+    The alpha-expansion solves release the interpreter only in worker processes
+    (``--stage-a-workers``); the network's forward pass releases it in any case.
+    """
+
+    def __init__(self, network: torch.nn.Module, stage_a: StageA, samples: Sequence[Any], cache: StageACache,
+                 batch_size: int, device: torch.device, distributed: Distributed):  # fmt: skip
+        import copy
+        import threading
+
+        self.samples, self.cache, self.distributed = samples, cache, distributed
+        self.result: _ShardResult | None = None
+        self.error: BaseException | None = None
+        snapshot = copy.deepcopy(network)
+
+        def work() -> None:
+            try:
+                self.result = _solve_shard(snapshot, stage_a, samples, cache, batch_size, device, distributed)
+            except BaseException as err:  # re-raised by join() in the training thread
+                self.error = err
+
+        self.thread = threading.Thread(target=work, name="chainrule2-stage-a", daemon=True)
+        self.thread.start()
+
+    def join(self) -> dict:
+        """The stage A's record (as :func:`refresh_pseudo_labels`), with ``stage_a_wait_s``: how long
+        stage B had to wait for it after its epoch."""
+        start = time.perf_counter()
+        self.thread.join()
+        wait = time.perf_counter() - start
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        record = _gather_stage_a(self.result, self.samples, self.cache, self.distributed)
+        return {**record, "stage_a_overlapped": True, "stage_a_wait_s": wait}
 
 
 # --- checkpoints -------------------------------------------------------------------------------------
@@ -996,11 +1094,20 @@ def train(
         name = "warmup" if phase.name == "warmup" else config.method
         record: dict = {"epoch": epoch, "phase": name}
         t0 = time.perf_counter()
+        background = None
         if stage_a is not None and phase.method.targets == "stage_a" and (epoch - warmup) % config.stage_a_every == 0:
-            record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev, dist))
-        samples = _with_targets(train_samples, phase.method, cache)
+            if config.stage_a_overlap and epoch > warmup:  # every item has targets: this epoch trains on them
+                samples = _with_targets(train_samples, phase.method, cache)
+                background = _BackgroundStageA(network, stage_a, train_samples, cache, config.batch_size, dev, dist)
+            else:
+                record.update(refresh_pseudo_labels(network, stage_a, train_samples, cache, config.batch_size, dev,
+                                                    dist))  # fmt: skip
+        if background is None:
+            samples = _with_targets(train_samples, phase.method, cache)
         bar = _Progress(progress and dist.is_main, f"epoch {epoch + 1}/{total} {name}")
         loss = train_epoch(trainee, phase, _loader(samples, config, epoch, dev, dist), epoch, bar)
+        if background is not None:  # the next epoch trains on its labels; the checkpoint below holds them
+            record.update(background.join())
         record["loss"] = dist.mean(loss)
         if not all(bool(torch.isfinite(p).all()) for p in network.parameters()):
             _diverged(epoch, "the weights are NaN or inf after the epoch's last step")  # never checkpointed

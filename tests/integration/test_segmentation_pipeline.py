@@ -42,7 +42,7 @@ def test_every_method_runs(data, tmp_path, method):
     assert [r["epoch"] for r in lines] == list(range(len(lines)))
     assert all(np.isfinite(r["loss"]) for r in lines)
     assert list((tmp_path / "panels").glob("*.png"))
-    if method in ("adm", "grid-tr"):
+    if method in ("adm", "grid-tr", "dense-tr"):
         assert "pseudo_miou" in final
         assert sorted(p.stem for p in (tmp_path / "stage_a").glob("*.png")) == sorted(s.id for s in data[0])
 
@@ -174,3 +174,16 @@ def test_example_script_with_soft_mean_field_targets(tmp_path):
     assert state["config"]["soft_targets"] and state["config"]["mean_field_temperature"] == 10.0
     bad = subprocess.run(cmd[:-5] + ["--soft-targets"], capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--soft-targets: only with --stage-a-solver mean-field" in bad.stderr
+
+
+def test_dense_tr_soft_targets_follow_the_seeds(data, tmp_path):
+    train_s, val_s, test_s = data
+    config = _config("dense-tr", soft_targets=True, dense_weight=0.3, trust_weight=16.0)
+    final = train(config, _net(), train_s, val_s, test_s, out_dir=tmp_path, progress=False, panels=0)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sum("stage_a_solve_s" in r for r in lines) == 2 and final["pseudo_miou"] is not None
+    for s in train_s:  # dense mean-field keeps the seeds one-hot; soft elsewhere
+        q = np.load(tmp_path / "stage_a" / f"{s.id}.npz")["target"]
+        np.testing.assert_array_equal(q.argmax(-1)[s.seeds < 3], s.seeds[s.seeds < 3])
+    with pytest.raises(ValueError, match="soft_targets"):
+        _config("grid-tr", soft_targets=True)  # soft needs a mean-field stage A
