@@ -80,11 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup-epochs", type=int, default=6, help="PCE warm-up epochs (paper: 60)")
     p.add_argument("--warmup-checkpoint", default=None, help="load the PCE warm-up from / save it to this file")
     p.add_argument("--stage-a-every", type=int, default=5, help="stage-A period in epochs (paper: 5)")
-    p.add_argument("--stage-a-workers", type=int, default=1, help="processes that solve stage A (1: in-process)")
+    p.add_argument("--stage-a-workers", type=int, default=1,
+                   help="processes that solve stage A (1: in-process, or one worker process with --stage-a-overlap)")  # fmt: skip
     p.add_argument("--stage-a-overlap", action="store_true",
                    help="solve every stage A after the first in the background while stage B trains its epoch "
-                        "on the previous targets (its labels are used from the next epoch; overlaps the "
-                        "alpha-expansion solves only with --stage-a-workers >= 2)")  # fmt: skip
+                        "on the previous targets (its labels are used from the next epoch); the solves run in "
+                        "--stage-a-workers worker processes")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=None, help="square crop side for stage B (default: --size)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
@@ -175,10 +176,11 @@ def main(argv: list[str] | None = None) -> dict:
     command = " ".join(launcher + ["examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:]))
     with contextlib.ExitStack() as stack:
         batch_solver = None
-        if args.stage_a_workers > 1:
+        if args.stage_a_workers > 1 or args.stage_a_overlap:  # overlap: solves in processes beside stage B
             from chainrule2.solvers import ProcessBatchSolver
 
-            batch_solver = stack.enter_context(ProcessBatchSolver(workers=args.stage_a_workers))
+            pool = ProcessBatchSolver(workers=args.stage_a_workers, always_spawn=args.stage_a_overlap)
+            batch_solver = stack.enter_context(pool)
         final = train(config, net, train_s, val_s, test_s, out_dir=args.out, device=args.device, resume=args.resume,
                       overwrite=args.overwrite, warmup_checkpoint=args.warmup_checkpoint,
                       stop_after_epoch=args.stop_after_epoch, progress=not args.no_progress,

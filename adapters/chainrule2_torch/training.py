@@ -147,9 +147,10 @@ class TrainConfig:
         network at the start of its epoch (the logits a blocking stage A would use) and runs in a
         background thread while stage B trains that epoch on the previous targets; its labels are
         used from the next epoch on (one epoch later than without overlap) and are in that epoch's
-        checkpoint. The alpha-expansion solves overlap stage B only in worker processes
-        (``batch_solver``, ``--stage-a-workers``); with in-process solves the thread mostly waits for
-        the interpreter. Deterministic and resumable like a blocking stage A.
+        checkpoint. Give a ``batch_solver`` of worker processes
+        (``ProcessBatchSolver(workers, always_spawn=True)``, what the CLI's ``--stage-a-overlap``
+        does) so the solves run beside stage B, not in its interpreter. Deterministic and
+        resumable like a blocking stage A.
     normalization : {"official", "mean", "item", "sum"}
         How the stage-B sum over pixels of ``adm`` and ``grid-tr`` is normalised
         (:class:`~chainrule2.divergences.SeedAwareObjective`); ``"mean"``: over the batch's pixels.
@@ -655,8 +656,8 @@ class _BackgroundStageA:
     It solves from a copy of the network taken now (the same logits as a blocking stage A at this
     point), so stage B's steps and its train/eval mode do not touch it; :meth:`join` waits for it and
     gathers the ranks' figures in the calling thread (the collectives stay in the training thread).
-    The alpha-expansion solves release the interpreter only in worker processes
-    (``--stage-a-workers``); the network's forward pass releases it in any case.
+    The solves run beside stage B when the stage A's ``batch_solver`` is a pool of worker processes;
+    in-process they share the training thread's interpreter.
     """
 
     def __init__(self, network: torch.nn.Module, stage_a: StageA, samples: Sequence[Any], cache: StageACache,

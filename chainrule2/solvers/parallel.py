@@ -62,22 +62,27 @@ class ProcessBatchSolver:
     ...     states = batch_solver(AlphaExpansion(), energies, None)
 
     Energies and states are pickled to the workers (a 513² 21-label energy is ≈ 45 MB), so use it
-    for batches whose solve time dominates that copy. ``workers=1`` solves in-process.
+    for batches whose solve time dominates that copy. ``workers=1`` solves in-process, unless
+    ``always_spawn``: then one worker process solves, so that the solves run beside the caller's own
+    work (stage A overlapping stage B, ``TrainConfig.stage_a_overlap``).
 
     **A worker that dies** (a crash in the solver, the out-of-memory killer, ``os._exit``) costs only
     the item it was solving: the pool is rebuilt, the items it was running are solved again one at a
     time, and the item that kills a worker alone is that item's failure (a ``BrokenProcessPool``
     naming it). A held pool is rebuilt so, never left broken for later calls. With ``workers >= 2``
-    every item is solved in a worker, even a batch of one, so that such a crash never reaches the
-    caller's process.
+    (or ``always_spawn``) every item is solved in a worker, even a batch of one, so that such a crash
+    never reaches the caller's process.
     """
 
     workers: int = 2
     mp_context: str | None = None
+    always_spawn: bool = False
     _pool: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int(self.workers, "workers", minimum=1)
+        if not isinstance(self.always_spawn, bool):
+            raise TypeError(f"always_spawn: expected True or False, got {self.always_spawn!r}")
 
     def _executor(self) -> Executor:
         import multiprocessing
@@ -113,7 +118,7 @@ class ProcessBatchSolver:
         """One state per energy, in order; ``errors`` as in :func:`~chainrule2.solvers.solve_batch`."""
         check_choice(errors, "errors", ERRORS)
         items = paired(energies, initials)
-        if self.workers == 1 or not items:
+        if (self.workers == 1 and not self.always_spawn) or not items:
             return solve_batch(solver, [e for e, _ in items], [i for _, i in items], errors=errors)
         held = bool(self._pool)
         pool = self._pool[0] if held else self._executor()
@@ -159,6 +164,8 @@ class ThreadBatchSolver:
 
     def __post_init__(self) -> None:
         check_int(self.workers, "workers", minimum=1)
+        if not isinstance(self.always_spawn, bool):
+            raise TypeError(f"always_spawn: expected True or False, got {self.always_spawn!r}")
 
     def __call__(
         self,

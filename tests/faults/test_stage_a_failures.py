@@ -213,6 +213,23 @@ def test_a_dying_worker_costs_only_its_item_and_the_pool_is_rebuilt():
         assert len(batch_solver(AlphaExpansion(), _energies([])[:1])) == 1  # a batch of one, in a worker
 
 
+@pytest.mark.parametrize("always_spawn", [False, True])
+def test_one_worker_solves_in_process_unless_always_spawn(always_spawn):
+    """Both give the serial results; with always_spawn the one worker is a process (an item that kills
+    it is that item's failure, the caller lives), so a stage A can run beside the caller's own work."""
+    energies = _energies([])
+    with ProcessBatchSolver(workers=1, always_spawn=always_spawn) as batch_solver:
+        results = batch_solver(AlphaExpansion(), energies)
+        assert bool(batch_solver._pool) and [r.trace for r in results] == [
+            r.trace for r in solve_batch(AlphaExpansion(), energies)
+        ]
+        if always_spawn:
+            died = batch_solver(AlphaExpansion(), _energies([("i1", "die")]), errors="return")
+            assert isinstance(died[1], SolveFailure) and isinstance(died[1].error, BrokenProcessPool)
+    with pytest.raises(TypeError, match="always_spawn: expected True or False"):
+        ProcessBatchSolver(workers=1, always_spawn=1)
+
+
 def test_stage_a_with_a_dying_worker(clean):
     logits, batch = _batch()
     proposal = _stage_a([("i2", "die")], batch_solver=ProcessBatchSolver(workers=2)).propose(logits, batch)

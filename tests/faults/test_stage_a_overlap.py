@@ -82,7 +82,7 @@ def test_kill_and_resume_inside_the_overlapped_period_is_exact(data, tmp_path, u
 def test_worker_processes_give_the_same_run_as_the_thread(data, tmp_path, uninterrupted):
     _, net_a, _ = uninterrupted
     net_b = tiny.tiny_net()
-    with ProcessBatchSolver(workers=2) as solver:
+    with ProcessBatchSolver(workers=1, always_spawn=True) as solver:  # the CLI's --stage-a-overlap
         train(tiny.tiny_config("grid-tr", **OVERLAP), net_b, *data, out_dir=tmp_path, progress=False, panels=0,
               batch_solver=solver)  # fmt: skip
     for x, y in zip(net_a.state_dict().values(), net_b.state_dict().values(), strict=True):
