@@ -16,8 +16,14 @@ Each auto setting is timed with each ``--tolerance`` of the search (``BetaSearch
 the label mIoU against the validation masks, the number of solves per image and the agreement of
 the chosen β with the cold search are reported too. Prints JSON.
 
-    python benchmarks/auto_trust_weight.py --previous /tmp/horse96_warmup5.pt \\
-        --checkpoint runs/adaptive/horse96_warmup.pt --size 96 --fixed-beta 16 --repeats 5
+    # the earlier network: the warm-up of docs/results.md ("Adaptive trust region") with 7 epochs instead of 8
+    python examples/segmentation_scribbles.py --dataset weizmann_horse --size 96 --width 8 --warmup-epochs 7 \\
+        --limit 100 --method pce --epochs 0 --threads 1 --no-progress --out /tmp/horse96_w7 \\
+        --warmup-checkpoint /tmp/horse96_warmup7.pt
+    python benchmarks/auto_trust_weight.py --previous /tmp/horse96_warmup7.pt --checkpoint runs/adaptive/horse96_warmup.pt \\
+        --dataset weizmann_horse --size 96 --limit 100 --fixed-beta 16 --repeats 3 --tolerance 0 0.2
+
+``--previous`` equal to ``--checkpoint`` gives hints that are the answer (a network that did not move).
 """
 
 from __future__ import annotations
