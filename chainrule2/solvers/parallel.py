@@ -164,8 +164,6 @@ class ThreadBatchSolver:
 
     def __post_init__(self) -> None:
         check_int(self.workers, "workers", minimum=1)
-        if not isinstance(self.always_spawn, bool):
-            raise TypeError(f"always_spawn: expected True or False, got {self.always_spawn!r}")
 
     def __call__(
         self,
