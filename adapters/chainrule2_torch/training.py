@@ -42,7 +42,7 @@ import torch
 
 from chainrule2.constants import UNLABELED
 from chainrule2.divergences import NORMALIZATIONS, CrossEntropy, RobustCrossEntropy
-from chainrule2.stage_a import StageA
+from chainrule2.stage_a import AUTO, StageA
 from chainrule2.trust_radius import check_max_changed
 from chainrule2.validation import check_positive
 from chainrule2_torch._atomic import atomic_write
@@ -424,6 +424,9 @@ class StageACache:
         self.soft = bool(soft)
         self.suffix = ".npz" if self.soft else ".png"
         self.labels: dict[str, np.ndarray] = {}  #: the targets (labels or distributions) by item id
+        #: ``trust_weight="auto"``: the β stage A chose last time per item, the next search's hint
+        #: (``StageA.propose(beta_hint=...)``: a right hint costs 2 solves instead of 6); in ``last.pt``
+        self.betas: dict[str, float] = {}
 
     def _stored(self, key: str, target: Any) -> np.ndarray:
         """``target`` as the cache keeps it: uint8 labels ``(H, W)`` or float16 distributions ``(H, W, C)``."""
@@ -547,6 +550,11 @@ def refresh_pseudo_labels(
     Under ``torchrun`` each rank solves its own shard (``distributed.shard``) and writes those
     items' cache files (one writer per item); the ranks then read the others' labels from disk,
     and the figures are summed over the ranks. ``stage_a_items``: how many items each rank solved.
+
+    With ``trust_weight="auto"`` each item's search starts at the β it got last time
+    (``cache.betas``, saved in ``last.pt``; under ``torchrun`` rank 0 saves its own shard's, so
+    the other ranks' first search after a resume starts cold: the same β wherever the changed
+    fraction is monotone in β, more solves).
     """
     return _gather_stage_a(_solve_shard(network, stage_a, samples, cache, batch_size, device, distributed),
                            samples, cache, distributed)  # fmt: skip
@@ -586,9 +594,16 @@ def _solve_shard(
         previous = [cache.labels_of(s.id) for s in items]
         # seeds kept by an earlier failure (no target elsewhere) are no labelling to warm-start from: start cold
         warm = [cache.initial(s.id, s.num_classes) for s in items]
-        proposal = stage_a.propose(logits, batch, initial=warm, class_axis=1)
+        hints = {"beta_hint": [cache.betas.get(s.id) for s in items]} if stage_a.trust_weight == AUTO else {}
+        proposal = stage_a.propose(logits, batch, initial=warm, class_axis=1, **hints)
         solve_s += proposal.report.solve_seconds
         betas += [b for b in proposal.report.betas if math.isfinite(b)]
+        if hints:  # the next search starts at this one's β (a failed item's NaN is no hint)
+            for s, b in zip(items, proposal.report.betas, strict=True):
+                if math.isfinite(b):
+                    cache.betas[s.id] = float(b)
+                else:
+                    cache.betas.pop(s.id, None)
         failed = {index for index, _, _ in proposal.report.failures}
         argmax = logits.argmax(1).cpu().numpy()
         targets = proposal.targets.cpu().numpy()
@@ -760,6 +775,7 @@ def _restore_run(
         raise ValueError(f"resume: {path} was written with a different configuration (fields {diff})")
     network.load_state_dict(state["model"])
     cache.restore(state["stage_a_cache"], write=write)
+    cache.betas = dict(state.get("stage_a_betas") or {})
     logger.info("resumed from %s at epoch %d", path, state["epoch"] + 1)
     return state["epoch"] + 1, state["phase"]
 
@@ -1141,7 +1157,8 @@ def _write_epoch(record: dict, network: torch.nn.Module, phase: _Phase, cache: S
         _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(),
                       "warmup_config": _warmup_key(config, fingerprint)}, Path(warmup_checkpoint))  # fmt: skip
     _atomic_save({"model": network.state_dict(), "phase": phase.state_dict(), "epoch": epoch,
-                  "stage_a_cache": cache.state(), "config": dataclasses.asdict(config)}, out / "last.pt")  # fmt: skip
+                  "stage_a_cache": cache.state(), "stage_a_betas": dict(cache.betas),
+                  "config": dataclasses.asdict(config)}, out / "last.pt")  # fmt: skip
 
 
 def _finish(

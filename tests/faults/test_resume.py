@@ -160,3 +160,18 @@ def test_the_soft_cache_resumes_exactly(data, tmp_path, uninterrupted_soft, how)
         np.testing.assert_array_equal(q, full_cache[key])
     saved = torch.load(tmp_path / "last.pt", weights_only=False)["stage_a_cache"]
     assert all(saved[k].dtype == np.float16 and np.array_equal(saved[k], cache[k]) for k in cache)
+
+
+def test_the_adaptive_trust_region_resumes_with_its_beta_hints(data, tmp_path):
+    """trust_weight='auto': the betas of the first stage A (the second's hints) are in last.pt."""
+    config = _config("grid-tr", trust_weight="auto", max_changed=0.2, **RESUME)
+    net_a = _net()
+    train(config, net_a, *data, out_dir=tmp_path / "a", progress=False, panels=0)
+    train(config, _net(), *data, out_dir=tmp_path / "b", progress=False, panels=0, stop_after_epoch=2)
+    stopped = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert sorted(stopped["stage_a_betas"]) == sorted(s.id for s in data[0])
+    net_b = _net(seed=5)
+    train(config, net_b, *data, out_dir=tmp_path / "b", progress=False, panels=0, resume=True)
+    _same_networks(net_a, net_b)
+    a, b = (torch.load(tmp_path / k / "last.pt", weights_only=False)["stage_a_betas"] for k in "ab")
+    assert a == b

@@ -112,13 +112,30 @@ def test_example_script_demo_cli(tmp_path):
     assert list((out / "panels").glob("*.png"))
 
 
-def test_grid_tr_with_the_adaptive_trust_region(data, tmp_path):
+def test_grid_tr_with_the_adaptive_trust_region(data, tmp_path, monkeypatch):
+    from chainrule2.stage_a import StageA
+
     train_s, val_s, _ = data
+    hints, real = [], StageA.propose
+
+    def spy(self, *args, **kw):  # the hints each stage A got, and the betas it chose
+        proposal = real(self, *args, **kw)
+        hints.append((kw.get("beta_hint"), list(proposal.report.betas)))
+        return proposal
+
+    monkeypatch.setattr(StageA, "propose", spy)
     config = _config("grid-tr", trust_weight="auto", max_changed=0.2)
     train(config, _net(), train_s, val_s, out_dir=tmp_path, progress=False, panels=0)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     betas = [r["stage_a_beta_median"] for r in lines if "stage_a_beta_median" in r]
     assert len(betas) == 2 and all(2**-6 <= b <= 2**10 for b in betas)
+    # the first stage A searches cold; the second starts each item at the beta it chose the first time
+    half = len(hints) // 2
+    assert all(h == [None] * len(b) for h, b in hints[:half])
+    assert [h for h, _ in hints[half:]] == [b for _, b in hints[:half]]
+    saved = torch.load(tmp_path / "last.pt", weights_only=False)["stage_a_betas"]
+    assert sorted(saved) == sorted(s.id for s in train_s)
+    assert sorted(saved.values()) == sorted(b for _, bs in hints[half:] for b in bs)
     with pytest.raises(ValueError, match="trust_weight: expected a number >= 0 or 'auto'"):
         TrainConfig(trust_weight="big")
     with pytest.raises(ValueError, match="max_changed: only with trust_weight='auto'"):
