@@ -209,6 +209,16 @@ def compare(found_a, found_b, metric: str = "test") -> dict | None:
     return {"mean": mean, "diffs": diffs, "seeds": seeds, "spread": spread, "verdict": verdict}
 
 
+#: what a variant setting ``<base>_<variant>`` without its own runs of them takes from ``<base>``
+BASELINES = ("pce", "grid-gd", "dense-gd", "full")
+
+
+def _base_setting(setting: str, by_setting: dict) -> str | None:
+    """The longest other setting ``b`` with ``setting == b + "_" + ...`` that has a pce run, or None."""
+    bases = [b for b in by_setting if b != setting and setting.startswith(b + "_") and "pce" in by_setting[b]]
+    return max(bases, key=len) if bases else None
+
+
 SUMMARY_PAIRS = (("grid-tr", "pce"), ("grid-tr", "grid-gd"), ("dense-tr", "pce"), ("dense-tr", "dense-gd"))
 
 
@@ -216,10 +226,19 @@ def summary(groups, metric: str = "test") -> list[str]:
     """One row per setting: ``metric`` mIoU mean ± sd over the training seeds of every method run there,
     the paired differences of :data:`SUMMARY_PAIRS` (mean, per-seed values, verdict of :func:`compare`) and
     the share of the PCE → full-supervision gap that grid-tr closes; then one command per (setting, method)
-    (the seed-0 run's; the other seeds differ only in ``--seed``)."""
+    (the seed-0 run's; the other seeds differ only in ``--seed``). A variant setting ``<base>_<variant>``
+    (e.g. ``horse_full_long_auto``, only grid-tr) is compared with the :data:`BASELINES` of ``<base>``
+    (the same runs, paired by seed; their commands are listed once, under ``<base>``)."""
     by_setting: dict[str, dict[str, list]] = {}
     for setting, m, found in groups:
         by_setting.setdefault(setting, {})[m] = found
+    own = {setting: set(found_by) for setting, found_by in by_setting.items()}
+    for setting, found_by in by_setting.items():  # a variant compares with its base setting's baselines
+        base = _base_setting(setting, by_setting)
+        if base is not None:
+            for m in BASELINES:
+                if m not in found_by and m in by_setting[base]:
+                    found_by[m] = by_setting[base][m]
     methods = [m for m in METHODS if any(m in ms for ms in by_setting.values())]
     pairs = [(b, a) for b, a in SUMMARY_PAIRS if b in methods and a in methods]
     head = ["setting", "seeds"] + methods + [f"{b} − {a}" for b, a in pairs]
@@ -242,7 +261,7 @@ def summary(groups, metric: str = "test") -> list[str]:
             cells.append("n/a" if not gap or gap <= 0 else f"{100 * (means['grid-tr'] - means['pce']) / gap:.0f} %")
         lines.append("| " + " | ".join(cells) + " |")
         for m in methods:
-            if m in found_by:
+            if m in own[setting]:  # a borrowed baseline's command is listed under its own setting
                 commands.append(found_by[m][0][1]["command"])
     lines.append("")
     lines += [f"    {c}" for c in commands]

@@ -373,3 +373,19 @@ def test_the_summary_table_pairs_seeds_and_calls_a_difference_inside_the_spread_
     assert lines[3].startswith("| horse | 0, 1, 2 | 65.0 ± 5.0 | 65.2 ± 5.3 |  | +0.2 (+0.5, +1.0, -1.0; tie) | n/a |")
     c = rt.compare([(0, {"test": 50.0}), (1, {"test": 51.0})], [(1, {"test": 40.0})])
     assert c["seeds"] == [1] and c["diffs"] == [-11.0] and c["verdict"] == "tie"  # one pair: no spread, no claim
+
+
+def test_a_variant_setting_is_compared_with_its_base_settings_baselines(tmp_path, capsys):
+    rt = _results_table()
+    root = tmp_path / "runs"
+    for k, (p, t, a) in enumerate(((60.0, 61.0, 66.0), (62.0, 63.0, 67.0))):
+        _run(root / "horse_long" / "pce" / f"seed{k}", p, p)
+        _run(root / "horse_long" / "grid-tr" / f"seed{k}", t, t)
+        _run(root / "horse_long_auto" / "grid-tr" / f"seed{k}", a, a)
+    _run(root / "horse" / "grid-tr", 1.0, 1.0)  # a shorter prefix without pce is no base
+    rt.main(str(root), figure=False, metric="summary")
+    out = capsys.readouterr().out
+    assert "| horse_long_auto | 0, 1 | 61.0 ± 1.4 | 66.5 ± 0.7 | +5.5 (+6.0, +5.0; win) |" in out
+    # horse_long's pce and grid-tr, horse_long_auto's grid-tr: the borrowed pce command is not repeated
+    assert out.count("--out seed0") == 3
+    assert rt._base_setting("horse_long_auto", {"horse_long": {"pce": []}, "horse": {"pce": []}}) == "horse_long"
