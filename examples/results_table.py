@@ -388,19 +388,24 @@ def write_figure(groups, path: str | Path, metric: str = "test") -> Path:
     return atomic_write(path, lambda f: canvas.save(f, format="PNG"))
 
 
-def main(root: str = "runs/results", figure: str | Path | None = None, metric: str = "test") -> Path | None:
+def main(root: str = "runs/results", figure: str | Path | None = None, metric: str = "test",
+         settings: list[str] | None = None) -> Path | None:  # fmt: skip
     """Print the Markdown table of the runs under ``root``; write the figure (``<root>/results.png`` by default).
 
-    ``figure=False`` writes none. Returns the figure's path (None when none was written: no figure, or no run).
+    ``figure=False`` writes none; ``settings``: shell patterns, only the settings matching one. Returns the figure's path (None when none was written: no figure, or no run).
     """
     groups = collect(root)
-    table = {"val": mechanism, "summary": summary}.get(metric, markdown)
-    for line in table(groups):
+    if settings:  # shell-style patterns of setting names
+        import fnmatch
+
+        groups = [g for g in groups if any(fnmatch.fnmatchcase(g[0], pattern) for pattern in settings)]
+    tables = {"val": mechanism, "summary": summary, "summary-val": lambda g: summary(g, "val")}
+    for line in tables.get(metric, markdown)(groups):
         print(line)
     if figure is False or not groups:
         return None
     path = write_figure(groups, Path(root) / "results.png" if figure is None else figure,
-                        "test" if metric == "summary" else metric)  # fmt: skip
+                        {"summary": "test", "summary-val": "val"}.get(metric, metric))  # fmt: skip
     print(f"figure: {path}", file=sys.stderr)
     return path
 
@@ -410,14 +415,17 @@ def _cli(argv: list[str] | None = None) -> None:
     parser.add_argument("root", nargs="?", default="runs/results", help="folder of <setting>/<method>/ runs")
     parser.add_argument("--figure", default=None, help="PNG bar chart (default: <root>/results.png)")
     parser.add_argument("--no-figure", action="store_true", help="print the table only")
-    parser.add_argument("--metric", choices=("test", "val", "summary"), default="test",
+    parser.add_argument("--settings", nargs="+", default=None, metavar="PATTERN",
+                        help="only the settings whose names match one of these shell patterns, e.g. '*_long*'")  # fmt: skip
+    parser.add_argument("--metric", choices=("test", "val", "summary", "summary-val"), default="test",
                         help="test: the results table and figure; val: the validation-only investigation table "
                              "(mean ± sd over seeds, the mechanism on the training images, no test column); "
                              "summary: one row per setting, test mIoU mean ± sd over the seeds per method, the "
-                             "paired method differences with their verdict and the gap grid-tr closes")  # fmt: skip
+                             "paired method differences with their verdict and the gap grid-tr closes; "
+                             "summary-val: the same on the validation split (for choosing)")  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        main(args.root, False if args.no_figure else args.figure, args.metric)
+        main(args.root, False if args.no_figure else args.figure, args.metric, args.settings)
     except ValueError as e:
         parser.error(str(e))
 
