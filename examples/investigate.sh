@@ -6,7 +6,7 @@
 # variants (each adds options to the row's; "long" = 24 + 24 epochs, stage A every 4):
 #   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
 #   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_continue long_soft long_mf long_densegd long_densetr
-#   long_gd<lambda> long_tv_gd<lambda>   Grid-GD with its own lambda (bilinear / tv relaxation), e.g. long_gd10
+#   long_lam<lambda> (stage A's Potts weight), long_gd<lambda> long_tv_gd<lambda>   Grid-GD with its own lambda (bilinear / tv relaxation), e.g. long_gd10
 # One PCE warm-up per row, seed and warm-up schedule is shared by the runs that can use it.
 set -euo pipefail
 row=$1; shift
@@ -43,6 +43,7 @@ for seed in ${SEEDS:-0 1 2}; do
       long_densegd)  extra="$long"; warm=long; methods="dense-gd" ;;  # the DenseCRF loss, its default lambda
       # Dense-TR with the lambda and beta of the best stage-A labels on horse's validation images (docs/performance.md)
       long_densetr)  extra="$long --dense-weight 0.3 --trust-weight 64"; warm=long; methods="dense-tr" ;;
+      long_lam*)     extra="$long --potts-weight ${v#long_lam}"; warm=long; methods="grid-tr" ;;  # stage A's lambda
       long_gd*)      extra="$long --potts-weight ${v#long_gd}"; warm=long; methods="grid-gd" ;;  # Grid-GD's own lambda
       long_tv_gd*)   extra="$long --relaxation tv --potts-weight ${v#long_tv_gd}"; warm=long; methods="grid-gd" ;;
       *) echo "unknown variant $v"; exit 2 ;;
