@@ -594,7 +594,8 @@ def _solve_shard(
         previous = [cache.labels_of(s.id) for s in items]
         # seeds kept by an earlier failure (no target elsewhere) are no labelling to warm-start from: start cold
         warm = [cache.initial(s.id, s.num_classes) for s in items]
-        hints = {"beta_hint": [cache.betas.get(s.id) for s in items]} if stage_a.trust_weight == AUTO else {}
+        auto = getattr(stage_a, "trust_weight", None) == AUTO  # (a wrapper of a StageA may not say)
+        hints = {"beta_hint": [cache.betas.get(s.id) for s in items]} if auto else {}
         proposal = stage_a.propose(logits, batch, initial=warm, class_axis=1, **hints)
         solve_s += proposal.report.solve_seconds
         betas += [b for b in proposal.report.betas if math.isfinite(b)]
