@@ -11,12 +11,10 @@ from scipy.special import xlogy
 
 from chainrule2.constants import IGNORED_LABELS, PADDING, UNLABELED
 from chainrule2.energies.bilateral import BilateralKernel, DenseItems
+from chainrule2.energies.mean_field import check_distribution
 from chainrule2.validation import check_positive
 
 __all__ = ["DenseMeanFieldEnergy"]
-
-#: How far the labels' probabilities of one pixel may sum from 1 in a distribution :meth:`~DenseMeanFieldEnergy.value` accepts.
-SUM_TOLERANCE = 1e-6
 
 
 def _real_array(x: Any, name: str, shape: str, ndims: tuple[int, ...]) -> np.ndarray:
@@ -210,19 +208,7 @@ class DenseMeanFieldEnergy:
 
     def check_distribution(self, q: Any, name: str = "solution") -> np.ndarray:
         """``q`` as float64 after checking it is a distribution over the labels at every pixel."""
-        if not isinstance(q, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array of shape {self.shape}, got {type(q).__name__}")
-        if q.shape != self.shape:
-            raise ValueError(f"{name}: expected shape {self.shape} (H, W, L), got {q.shape}")
-        if not np.issubdtype(q.dtype, np.floating):
-            raise TypeError(f"{name}: expected probabilities of a floating dtype, got {q.dtype}")
-        q = np.asarray(q, dtype=np.float64)
-        if not np.all(np.isfinite(q)) or q.min() < 0:
-            raise ValueError(f"{name}: expected finite probabilities >= 0")
-        worst = float(np.max(np.abs(q.sum(axis=-1) - 1.0)))
-        if worst > SUM_TOLERANCE:
-            raise ValueError(f"{name}: expected probabilities summing to 1 at every pixel, off by up to {worst:.3g}")
-        return q
+        return check_distribution(q, self.shape, name)
 
     def feasible(self, q: np.ndarray) -> bool:
         """Whether ``q`` is exactly one-hot on every seed and has no mass on a disallowed label (padding is free)."""

@@ -78,19 +78,7 @@ class MeanFieldEnergy:
 
     def check_distribution(self, q: Any, name: str = "solution") -> np.ndarray:
         """``q`` as float64 after checking it is a distribution over the labels at every pixel."""
-        if not isinstance(q, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array of shape {self.shape}, got {type(q).__name__}")
-        if q.shape != self.shape:
-            raise ValueError(f"{name}: expected shape {self.shape} (H, W, L), got {q.shape}")
-        if not np.issubdtype(q.dtype, np.floating):
-            raise TypeError(f"{name}: expected probabilities of a floating dtype, got {q.dtype}")
-        q = np.asarray(q, dtype=np.float64)
-        if not np.all(np.isfinite(q)) or q.min() < 0:
-            raise ValueError(f"{name}: expected finite probabilities >= 0")
-        worst = float(np.max(np.abs(q.sum(axis=-1) - 1.0)))
-        if worst > SUM_TOLERANCE:
-            raise ValueError(f"{name}: expected probabilities summing to 1 at every pixel, off by up to {worst:.3g}")
-        return q
+        return check_distribution(q, self.shape, name)
 
     def feasible(self, q: np.ndarray) -> bool:
         """Whether ``q`` is exactly one-hot on every clamped seed and has no mass on a disallowed label."""
@@ -240,6 +228,23 @@ def neighbour_field(q: Any, costs: Any, offsets: tuple[tuple[int, int], ...]) ->
         field[at_src] = field[at_src] + c * q[at_dst]
         field[at_dst] = field[at_dst] + c * q[at_src]
     return field
+
+
+def check_distribution(q: Any, shape: tuple[int, ...], name: str = "solution") -> np.ndarray:
+    """``q`` as float64 after checking it is a numpy distribution of ``shape`` ``(H, W, L)`` over the last axis."""
+    if not isinstance(q, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array of shape {shape}, got {type(q).__name__}")
+    if q.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape} (H, W, L), got {q.shape}")
+    if not np.issubdtype(q.dtype, np.floating):
+        raise TypeError(f"{name}: expected probabilities of a floating dtype, got {q.dtype}")
+    q = np.asarray(q, dtype=np.float64)
+    if not np.all(np.isfinite(q)) or q.min() < 0:
+        raise ValueError(f"{name}: expected finite probabilities >= 0")
+    worst = float(np.max(np.abs(q.sum(axis=-1) - 1.0)))
+    if worst > SUM_TOLERANCE:
+        raise ValueError(f"{name}: expected probabilities summing to 1 at every pixel, off by up to {worst:.3g}")
+    return q
 
 
 def _xlogx(x: Any) -> Any:
