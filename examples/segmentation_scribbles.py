@@ -76,10 +76,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--network", choices=("unet", "deeplabv3plus"), default="unet")
     p.add_argument("--width", type=int, default=16, help="U-Net width")
     p.add_argument("--weights", default=None, help="local weights file for the network (nothing is downloaded)")
-    p.add_argument("--epochs", type=int, default=6, help="epochs after the warm-up")
-    p.add_argument("--warmup-epochs", type=int, default=6, help="PCE warm-up epochs (paper: 60)")
+    p.add_argument("--epochs", type=int, default=24, help="epochs after the warm-up (docs/results.md: 24 + 24)")
+    p.add_argument("--warmup-epochs", type=int, default=24, help="PCE warm-up epochs (paper: 60)")
     p.add_argument("--warmup-checkpoint", default=None, help="load the PCE warm-up from / save it to this file")
-    p.add_argument("--stage-a-every", type=int, default=5, help="stage-A period in epochs (paper: 5)")
+    p.add_argument("--stage-a-every", type=int, default=4, help="stage-A period in epochs (paper: 5)")
     p.add_argument("--stage-a-workers", type=int, default=1,
                    help="processes that solve stage A (1: in-process, or one worker process with --stage-a-overlap)")  # fmt: skip
     p.add_argument("--stage-a-overlap", action="store_true",
@@ -97,9 +97,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.005,
         help="lambda of the dense CRF of dense-gd and dense-tr (per down-scaled pixel)",
     )
-    p.add_argument("--trust-weight", type=_trust_weight, default=0.05,
-                   help="beta, or 'auto': per image the smallest beta whose stage-A labels relabel at most "
-                        "--max-changed of the free pixels (docs/concepts.md)")  # fmt: skip
+    p.add_argument("--trust-weight", type=_trust_weight, default="auto",
+                   help="beta, or 'auto' (the default: the best fixed beta moves with the image size, the paper's "
+                        "0.05 is for ~500 px, 16 was best at 96 px): per image the smallest beta whose stage-A "
+                        "labels relabel at most --max-changed of the free pixels (docs/concepts.md)")  # fmt: skip
     p.add_argument("--max-changed", type=_max_changed, default=None,
                    help="with --trust-weight auto: a fraction in (0, 1], or seed_error (the default: 1.5 x the "
                         "network's error rate on the image's seeds)")  # fmt: skip
