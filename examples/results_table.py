@@ -410,8 +410,38 @@ def main(root: str = "runs/results", figure: str | Path | None = None, metric: s
     return path
 
 
-def _cli(argv: list[str] | None = None) -> None:
+BLOCK = re.compile(r"(<!-- results_table: (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /results_table -->)", re.DOTALL)
+
+
+def update_doc(path: str | Path) -> int:
+    """Regenerate every block ``<!-- results_table: ARGS -->`` … ``<!-- /results_table -->`` of the
+    Markdown file ``path`` with this script's table for ``ARGS`` (e.g. ``runs/investigation --metric
+    summary-val --settings '*_long*'``; the commands list is dropped, no figure). Written atomically;
+    returns the number of blocks."""
+    import contextlib
+    import io
+    import shlex
+
+    text = Path(path).read_text()
+
+    def table(match: re.Match) -> str:
+        parser = _parser()
+        args = parser.parse_args(shlex.split(match.group("args")))
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            main(args.root, False, args.metric, args.settings)
+        rows = [line for line in out.getvalue().splitlines() if line.startswith("|")]
+        return match.group(1) + "\n".join(rows) + "\n" + match.group(4)
+
+    new, count = BLOCK.subn(table, text)
+    atomic_write(path, lambda f: f.write(new.encode()))
+    return count
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--update-doc", default=None, metavar="MARKDOWN",
+                        help="regenerate the <!-- results_table: ARGS --> blocks of this Markdown file instead")  # fmt: skip
     parser.add_argument("root", nargs="?", default="runs/results", help="folder of <setting>/<method>/ runs")
     parser.add_argument("--figure", default=None, help="PNG bar chart (default: <root>/results.png)")
     parser.add_argument("--no-figure", action="store_true", help="print the table only")
@@ -423,7 +453,15 @@ def _cli(argv: list[str] | None = None) -> None:
                              "summary: one row per setting, test mIoU mean ± sd over the seeds per method, the "
                              "paired method differences with their verdict and the gap grid-tr closes; "
                              "summary-val: the same on the validation split (for choosing)")  # fmt: skip
+    return parser
+
+
+def _cli(argv: list[str] | None = None) -> None:
+    parser = _parser()
     args = parser.parse_args(argv)
+    if args.update_doc:
+        print(f"{update_doc(args.update_doc)} table(s) regenerated in {args.update_doc}", file=sys.stderr)
+        return
     try:
         main(args.root, False if args.no_figure else args.figure, args.metric, args.settings)
     except ValueError as e:

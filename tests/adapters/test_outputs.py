@@ -389,3 +389,20 @@ def test_a_variant_setting_is_compared_with_its_base_settings_baselines(tmp_path
     # horse_long's pce and grid-tr, horse_long_auto's grid-tr: the borrowed pce command is not repeated
     assert out.count("--out seed0") == 3
     assert rt._base_setting("horse_long_auto", {"horse_long": {"pce": []}, "horse": {"pce": []}}) == "horse_long"
+
+
+def test_update_doc_regenerates_the_marked_tables_only(tmp_path):
+    rt = _results_table()
+    root = tmp_path / "runs"
+    for k, (p, t) in enumerate(((60.0, 65.0), (62.0, 66.0))):
+        _run(root / "horse_long" / "pce" / f"seed{k}", p, p + 1)
+        _run(root / "horse_long" / "grid-tr" / f"seed{k}", t, t + 1)
+    doc = tmp_path / "results.md"
+    block = f"<!-- results_table: {root} --metric summary-val --settings 'horse_*' -->\nstale\n<!-- /results_table -->"
+    doc.write_text(f"# Results\n\nprose stays\n\n{block}\n\nmore prose\n")
+    assert rt.update_doc(doc) == 1
+    text = doc.read_text()
+    assert "stale" not in text and text.startswith("# Results\n\nprose stays\n\n<!-- results_table: ")
+    assert "| horse_long | 0, 1 | 62.0 ± 1.4 | 66.5 ± 0.7 | +4.5 (+5.0, +4.0; win) |" in text  # val = test + 1
+    assert text.endswith("<!-- /results_table -->\n\nmore prose\n") and "python x.py" not in text
+    assert rt.update_doc(doc) == 1 and doc.read_text() == text  # idempotent
