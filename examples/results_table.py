@@ -219,7 +219,14 @@ def _base_setting(setting: str, by_setting: dict) -> str | None:
     return max(bases, key=len) if bases else None
 
 
-SUMMARY_PAIRS = (("grid-tr", "pce"), ("grid-tr", "grid-gd"), ("dense-tr", "pce"), ("dense-tr", "dense-gd"))
+SUMMARY_PAIRS = (
+    ("grid-tr", "pce"),
+    ("grid-tr", "grid-gd"),
+    ("dense-tr", "pce"),
+    ("dense-tr", "dense-gd"),
+    ("grid-gd", "pce"),
+    ("dense-gd", "pce"),
+)
 
 
 def summary(groups, metric: str = "test") -> list[str]:
