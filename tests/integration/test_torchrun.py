@@ -22,12 +22,16 @@ def _torchrun() -> list[str]:
     return [str(exe)] if exe.exists() else [shutil.which("torchrun") or "torchrun"]
 
 
-@pytest.mark.parametrize("soft", [False, True], ids=["labels", "soft mean-field targets"])
-def test_two_processes_train_share_stage_a_and_resume_in_one(tmp_path, soft):
+@pytest.mark.parametrize("mode", ["labels", "soft", "overlap"])
+def test_two_processes_train_share_stage_a_and_resume_in_one(tmp_path, mode):
+    """labels: alpha-expansion; soft: mean-field distributions; overlap: --stage-a-overlap (the second
+    stage A in each rank's background thread and worker process, the collectives after the epoch)."""
+    soft = mode == "soft"
     out = tmp_path / "ddp"
     args = ["--demo", "--limit", "12", "--size", "24", "--epochs", "2", "--warmup-epochs", "1", "--stage-a-every", "1",
             "--out", str(out), "--no-progress"]  # fmt: skip
     args += ["--stage-a-solver", "mean-field", "--soft-targets"] if soft else []
+    args += ["--stage-a-overlap"] if mode == "overlap" else []
     cmd = _torchrun() + ["--standalone", "--nproc_per_node", "2", str(ROOT / "examples" / "segmentation_scribbles.py")]
     result = subprocess.run(cmd + args, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -37,6 +41,7 @@ def test_two_processes_train_share_stage_a_and_resume_in_one(tmp_path, soft):
     assert [r["epoch"] for r in lines] == [0, 1, 2]  # one writer: no line twice
     stage_a = [r for r in lines if "stage_a_items" in r]
     assert len(stage_a) == 2 and all(r["stage_a_items"] == [3, 3] for r in stage_a)  # 6 training images
+    assert [r.get("stage_a_overlapped", False) for r in stage_a] == [False, mode == "overlap"]
     cached = sorted(p.stem for p in (out / "stage_a").glob("*.npz" if soft else "*.png"))
     assert cached == [f"demo{k:03d}" for k in range(6)]  # disjoint shards (3 + 3) covering all 6
     assert not list(out.glob(".*.tmp")) and not list((out / "stage_a").glob(".*.tmp"))
