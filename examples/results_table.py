@@ -265,7 +265,11 @@ def summary(groups, metric: str = "test") -> list[str]:
             means = {m: mean_sd([r[metric] for _, r in found_by[m]])[0] if m in found_by else None
                      for m in ("pce", "grid-tr", "full")}  # fmt: skip
             gap = None if None in means.values() else means["full"] - means["pce"]
-            cells.append("n/a" if not gap or gap <= 0 else f"{100 * (means['grid-tr'] - means['pce']) / gap:.0f} %")
+            # a gap inside the seeds' spread (full supervision no better than PCE) has no share to close
+            noise = max((sd for m in ("pce", "full") if m in found_by
+                         and (sd := mean_sd([r[metric] for _, r in found_by[m]])[1])),
+                        default=0.0)  # fmt: skip
+            cells.append("n/a" if not gap or gap <= noise else f"{100 * (means['grid-tr'] - means['pce']) / gap:.0f} %")
         lines.append("| " + " | ".join(cells) + " |")
         for m in methods:
             if m in own[setting]:  # a borrowed baseline's command is listed under its own setting

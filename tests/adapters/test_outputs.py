@@ -406,3 +406,13 @@ def test_update_doc_regenerates_the_marked_tables_only(tmp_path):
     assert "| horse_long | 0, 1 | 62.0 ± 1.4 | 66.5 ± 0.7 | +4.5 (+5.0, +4.0; win) |" in text  # val = test + 1
     assert text.endswith("<!-- /results_table -->\n\nmore prose\n") and "python x.py" not in text
     assert rt.update_doc(doc) == 1 and doc.read_text() == text  # idempotent
+
+
+def test_no_gap_share_when_full_supervision_is_within_the_seeds_spread_of_pce(tmp_path, capsys):
+    rt = _results_table()
+    root = tmp_path / "runs"
+    for m, values in {"pce": (26.0, 28.0), "grid-tr": (28.0, 29.0), "full": (27.0, 28.5)}.items():
+        for k, v in enumerate(values):
+            _run(root / "camvid" / m / f"seed{k}", v, v)
+    rt.main(str(root), figure=False, metric="summary")
+    assert capsys.readouterr().out.splitlines()[2].endswith("| n/a |")  # gap 0.75 < pce's sd 1.4
