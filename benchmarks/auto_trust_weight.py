@@ -64,10 +64,7 @@ def logits_of(checkpoint: str, samples: list, width: int) -> list:
     from chainrule2_torch.networks import build_network
     from chainrule2_torch.objectives import output_logits
 
-    net = build_network("unet", 3, samples[0].num_classes, width=width)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    net.eval()
+    net = build_network("unet", 3, samples[0].num_classes, weights=checkpoint, width=width).eval()
     out = []
     with torch.no_grad():
         for s in samples:

@@ -66,10 +66,7 @@ def measure(args: argparse.Namespace, command: str) -> dict:
     _, val, _ = data.load_splits(args)
     val = [s for s in val if s.mask is not None]
     num_classes = val[0].num_classes
-    net = build_network("unet", 3, num_classes, width=args.width)
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    net.eval()
+    net = build_network("unet", 3, num_classes, weights=args.checkpoint, width=args.width).eval()
     batches = []
     with torch.no_grad():
         for s in val:

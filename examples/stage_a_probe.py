@@ -122,10 +122,8 @@ def probe(args: argparse.Namespace, command: str) -> dict:
     if not val:
         raise SystemExit(f"--dataset {args.dataset}: no validation image with a mask")
     num_classes = val[0].num_classes
-    net = build_network(args.network, 3, num_classes, **({"width": args.width} if args.network == "unet" else {}))
-    state = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    net.load_state_dict(state.get("model", state) if isinstance(state, dict) else state)
-    net.eval()
+    kwargs = {"width": args.width} if args.network == "unet" else {}
+    net = build_network(args.network, 3, num_classes, weights=args.checkpoint, **kwargs).eval()
     batches = []
     with torch.no_grad():
         for s in val:
