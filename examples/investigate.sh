@@ -2,7 +2,7 @@
 # The quality investigation of docs/results.md (validation split only): training seeds of each variant,
 # into runs/investigation/<row>_<variant>/<method>/seed<k>/ (read by examples/results_table.py --metric val).
 # Usage: [SEEDS="0 1 2"] [METHODS="pce grid-tr"] [ROOT=runs/investigation] bash examples/investigate.sh <row> [variant...]
-# rows: demo horse_full horse_30 horse_clicks grabcut camvid isbi
+# rows: demo horse_full horse_full160 horse_30 horse_clicks grabcut camvid isbi (horse_full160: the full-length row at 160 px)
 # variants (each adds options to the row's; "long" = 24 + 24 epochs, stage A every 4):
 #   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
 #   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_continue long_soft long_mf long_densegd long_densetr
@@ -16,6 +16,7 @@ common="--no-progress --threads 1 --trust-weight 16"
 case $row in
   demo)         data="--demo --no-progress" ; common="" ;;
   horse_full)   data="--dataset weizmann_horse --length 1.0 --limit 100 --size 96 --width 8" ;;
+  horse_full160) data="--dataset weizmann_horse --length 1.0 --limit 100 --size 160 --width 8" ;;
   horse_30)     data="--dataset weizmann_horse --length 0.3 --limit 100 --size 96 --width 8" ;;
   horse_clicks) data="--dataset weizmann_horse --supervision clicks --limit 100 --size 96 --width 8" ;;
   grabcut)      data="--dataset grabcut --supervision real --size 96 --width 16" ;;
