@@ -46,6 +46,15 @@ DEMO_DEFAULTS = dict(dataset="demo", size=96, limit=48, epochs=10, warmup_epochs
                      trust_weight=16.0, threads=1)  # fmt: skip
 
 
+def _error_prob(text: str) -> float | str:
+    if text == "learned":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, (C-1)/C) or 'learned', got {text!r}") from None
+
+
 def _trust_weight(text: str) -> float | str:
     if text == "auto":
         return text
@@ -104,7 +113,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-changed", type=_max_changed, default=None,
                    help="with --trust-weight auto: a fraction in (0, 1], or seed_error (the default: 1.5 x the "
                         "network's error rate on the image's seeds)")  # fmt: skip
-    p.add_argument("--error-prob", type=float, default=None, help="epsilon (default 0.9912*(C-1)/C)")
+    p.add_argument(
+        "--error-prob",
+        type=_error_prob,
+        default=None,
+        help="epsilon of the robust d_B (default 0.9912*(C-1)/C), or 'learned' (trained beside the network)",
+    )
+    p.add_argument("--error-lr", type=float, default=0.05, help="learning rate of a learned epsilon's logit")
     p.add_argument("--stage-a-solver", choices=("alpha-expansion", "mean-field"), default="alpha-expansion",
                    help="stage A's solver: graph cuts (the paper) or mean-field (a distribution per pixel; hard "
                         "targets are its arg-max unless --soft-targets)")  # fmt: skip
@@ -166,7 +181,7 @@ def main(argv: list[str] | None = None) -> dict:
         batch_size=args.batch_size, crop_size=(crop, crop), lr=args.lr, optimizer=args.optimizer,
         potts_weight=args.potts_weight, dense_weight=args.dense_weight, relaxation=args.relaxation,
         trust_weight=args.trust_weight,
-        error_prob=args.error_prob, normalization=args.normalization, pce_normalization=args.pce_normalization,
+        error_prob=args.error_prob, error_lr=args.error_lr, normalization=args.normalization, pce_normalization=args.pce_normalization,
         phase_switch=args.phase_switch, max_changed=args.max_changed,
         stage_a_solver=args.stage_a_solver, soft_targets=args.soft_targets, stage_a_overlap=args.stage_a_overlap,
         **{k: v for k in ("mean_field_temperature", "mean_field_sweeps") if (v := getattr(args, k)) is not None},

@@ -56,6 +56,7 @@ from chainrule2_torch.data import (
     write_panel,
 )
 from chainrule2_torch.distributed import SINGLE, Distributed, from_env
+from chainrule2_torch.fitters import LearnedErrorRobustCE
 from chainrule2_torch.model import resolve_device
 from chainrule2_torch.objectives import RelaxedDenseLoss, RelaxedPottsLoss, SeedAwareLoss, output_logits
 
@@ -122,8 +123,15 @@ class TrainConfig:
     max_changed : float, "seed_error" or None
         With ``trust_weight="auto"``: the bound τ, a fraction in (0, 1], or ``"seed_error"`` (the default,
         None): 1.5 × the network's error rate on the image's own seeds.
-    error_prob : float or None
-        ε of the robust d_B (``grid-tr``); None = :func:`default_error_prob`.
+    error_prob : float, "learned" or None
+        ε of the robust d_B (``grid-tr``, ``dense-tr``); None = :func:`default_error_prob`;
+        ``"learned"``: the "Uniform" error model of PAPER.md §3, ε = sigmoid(u)·(C−1)/C with u trained
+        beside the network from :func:`default_error_prob` (:class:`~chainrule2_torch.LearnedErrorRobustCE`;
+        ε per epoch in ``metrics.jsonl``).
+    error_lr : float
+        The learning rate of a learned ε's u. Its own, because Adam moves a parameter by about its
+        learning rate per step whatever the gradient's scale: at the network's 1e-3, u (4.7 at the
+        default ε for C = 2) could move by < 0.5 in a 24-epoch phase, i.e. ε would stay fixed.
     max_sweeps : int
         Alpha-expansion sweeps.
     stage_a_solver : {"alpha-expansion", "mean-field"}
@@ -183,7 +191,8 @@ class TrainConfig:
     relaxation: str = "bilinear"
     trust_weight: float | str = 0.05
     max_changed: float | str | None = None
-    error_prob: float | None = None
+    error_prob: float | str | None = None
+    error_lr: float = 0.05
     max_sweeps: int = 5
     stage_a_solver: str = "alpha-expansion"
     soft_targets: bool = False
@@ -234,7 +243,11 @@ class TrainConfig:
                     f"max_changed: only with trust_weight='auto', got {self.max_changed!r} with "
                     f"trust_weight={self.trust_weight!r}"
                 )
-        for name in ("lr", "potts_weight", "dense_weight", "mean_field_temperature"):
+        if isinstance(self.error_prob, str) and self.error_prob != "learned":
+            raise ValueError(
+                f"error_prob: expected a number in (0, (C-1)/C), 'learned' or None, got {self.error_prob!r}"
+            )
+        for name in ("lr", "error_lr", "potts_weight", "dense_weight", "mean_field_temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
@@ -283,8 +296,13 @@ def _adm(config: TrainConfig, num_classes: int) -> torch.nn.Module:
 
 
 def _grid_tr(config: TrainConfig, num_classes: int) -> torch.nn.Module:
-    eps = default_error_prob(num_classes) if config.error_prob is None else config.error_prob
-    return SeedAwareLoss(RobustCrossEntropy(eps, num_classes), normalization=config.normalization)
+    divergence: Any
+    if config.error_prob == "learned":
+        divergence = LearnedErrorRobustCE(num_classes, default_error_prob(num_classes))
+    else:
+        eps = default_error_prob(num_classes) if config.error_prob is None else config.error_prob
+        divergence = RobustCrossEntropy(eps, num_classes)
+    return SeedAwareLoss(divergence, normalization=config.normalization)
 
 
 def _full(config: TrainConfig, num_classes: int) -> torch.nn.Module:
@@ -812,8 +830,10 @@ class _Phase:
     def build(cls, name: str, method: Method, config: TrainConfig, network: torch.nn.Module, num_classes: int,
               steps: int, device: torch.device) -> _Phase:  # fmt: skip
         criterion = method.criterion(config, num_classes).to(device)
-        params = list(network.parameters()) + list(criterion.parameters())  # a learned ε trains too
         lr = (config.warmup_lr or config.lr) if name == "warmup" else config.lr
+        params: list[dict] = [{"params": list(network.parameters()), "lr": lr}]
+        if learned := list(criterion.parameters()):  # a learned ε trains too, at its own rate, without decay
+            params.append({"params": learned, "lr": config.error_lr, "weight_decay": 0.0})
         opt: torch.optim.Optimizer
         if config.optimizer == "sgd":
             opt = torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -1131,6 +1151,9 @@ def train(
             _diverged(epoch, "the weights are NaN or inf after the epoch's last step")  # never checkpointed
         record["epoch_s"] = time.perf_counter() - t0
         record["lr"] = phase.optimizer.param_groups[0]["lr"]
+        for learned in getattr(phase.criterion, "learned", ()):
+            if isinstance(learned, LearnedErrorRobustCE):
+                record["error_prob"] = float(learned.error_prob.detach())
         if val_samples:
             record["val_miou"] = evaluate_network(network, val_samples, config.batch_size, dev, dist)["miou"]
         if dist.is_main:

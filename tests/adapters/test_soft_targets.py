@@ -2,9 +2,7 @@
 all 0 on padding), collation to (N, C, H, W), the loss ignoring their padding, the soft cache
 and its warm start, and the configuration that asks for them."""
 
-import importlib.util
-from pathlib import Path
-
+import _tiny_runs as tiny  # tests/ is on sys.path through its conftest
 import numpy as np
 import pytest
 import torch
@@ -14,7 +12,6 @@ from chainrule2_torch.data import Augmentation, collate, make_demo_dataset
 from chainrule2_torch.objectives import SeedAwareLoss
 from chainrule2_torch.training import StageACache, TrainConfig, make_stage_a, refresh_pseudo_labels
 
-ROOT = Path(__file__).resolve().parents[2]
 C = 3
 
 
@@ -232,15 +229,8 @@ def test_bad_soft_target_configurations_are_refused():
     assert type(solver).__name__ == "MeanField" and (solver.temperature, solver.max_sweeps) == (2.0, 7)
 
 
-def _cli():
-    spec = importlib.util.spec_from_file_location("_segmentation_cli", ROOT / "examples" / "segmentation_scribbles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_cli_flags_reach_the_config_and_misuse_is_refused(capsys):
-    cli = _cli()
+    cli = tiny.cli_module()
     args = cli.parse_args(["--stage-a-solver", "mean-field", "--soft-targets", "--mean-field-temperature", "3"])
     assert (args.stage_a_solver, args.soft_targets, args.mean_field_temperature) == ("mean-field", True, 3.0)
     for argv in (["--soft-targets"], ["--mean-field-temperature", "2"], ["--mean-field-sweeps", "9"]):
