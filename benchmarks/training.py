@@ -87,6 +87,44 @@ def time_methods(samples: list, args: argparse.Namespace, folder: Path) -> dict:
     return out
 
 
+_HELD: list = []  # a ceiling worker's (solver, energies), set once by the pool's initializer
+
+
+def _hold(solver: object, energies: list) -> None:
+    _HELD[:] = [solver, energies]
+
+
+def _solve_held() -> int:
+    solver, energies = _HELD
+    solve_batch(solver, energies)
+    return len(energies)
+
+
+def machine_ceiling(solver: object, energies: list, repeats: int) -> float:
+    """What 2 processes can give over 1 on this machine for this work: each worker holds its own
+    copy of the energies (no transfer while timed) and solves all of them; 2 workers at once vs 1.
+    On a shared or virtual CPU (two vCPUs on one physical core, a busy host) this is below 2, and
+    no pool can beat it."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    alone, together = [], []
+    with ProcessPoolExecutor(max_workers=2, initializer=_hold, initargs=(solver, energies)) as pool:
+
+        def both() -> None:
+            for future in [pool.submit(_solve_held) for _ in range(2)]:
+                future.result()
+
+        both()  # start both workers before timing
+        for _ in range(repeats):
+            t = time.perf_counter()
+            pool.submit(_solve_held).result()
+            alone.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            both()
+            together.append(time.perf_counter() - t)
+    return 2 * statistics.median(alone) / statistics.median(together)
+
+
 def stage_a_throughput(samples: list, args: argparse.Namespace) -> dict:
     """Images per second of stage A, serial vs 2 worker processes, on the same energies."""
     torch.manual_seed(0)
@@ -110,10 +148,13 @@ def stage_a_throughput(samples: list, args: argparse.Namespace) -> dict:
             pool(stage_a.solver, energies)
             parallel.append(time.perf_counter() - t)
     one, two = statistics.median(serial), statistics.median(parallel)
+    ceiling = machine_ceiling(stage_a.solver, energies, args.repeats)
     return {
         "stage_a_images_per_s_1proc": len(energies) / one,
         "stage_a_images_per_s_2proc": len(energies) / two,
         "stage_a_speedup_2proc": one / two,
+        "machine_ceiling_2proc": ceiling,
+        "stage_a_parallel_efficiency": one / two / ceiling,
         "stage_a_seconds_1proc": serial,
         "stage_a_seconds_2proc": parallel,
     }

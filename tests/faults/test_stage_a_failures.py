@@ -213,6 +213,34 @@ def test_a_dying_worker_costs_only_its_item_and_the_pool_is_rebuilt():
         assert len(batch_solver(AlphaExpansion(), _energies([])[:1])) == 1  # a batch of one, in a worker
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Unpicklable(GridPotts):
+    """A grid Potts energy that cannot travel to a worker process (it holds a lambda)."""
+
+    hook: object = None
+
+
+@pytest.mark.parametrize("mode", ["raise", "die", "unpicklable"])
+def test_a_bad_item_among_many_fails_alone(mode):
+    """Of 12 items on 2 workers, one that raises, kills its worker or cannot be pickled fails alone;
+    every other item (some in flight on the other worker) gets exactly the serial result."""
+    logits, batch = _batch(n=12)
+    stage_a = _stage_a([("i5", mode)] if mode != "unpicklable" else [])
+    energies = stage_a.solver.energies(stage_a.loss, logits, batch, CrossEntropy(), 2.0)
+    if mode == "unpicklable":
+        init = {f.name: getattr(energies[5], f.name) for f in dataclasses.fields(GridPotts) if f.init}
+        energies[5] = Unpicklable(**init, hook=lambda: None)
+    clean = _stage_a()
+    serial = solve_batch(AlphaExpansion(), clean.solver.energies(clean.loss, logits, batch, CrossEntropy(), 2.0))
+    with ProcessBatchSolver(workers=2) as batch_solver:
+        results = batch_solver(AlphaExpansion(), energies, errors="return")
+    assert isinstance(results[5], SolveFailure) and results[5].index == 5
+    for k, (got, want) in enumerate(zip(results, serial, strict=True)):
+        if k != 5:
+            np.testing.assert_array_equal(got.solution, want.solution)
+            assert got.trace == want.trace
+
+
 @pytest.mark.parametrize("always_spawn", [False, True])
 def test_one_worker_solves_in_process_unless_always_spawn(always_spawn):
     """Both give the serial results; with always_spawn the one worker is a process (an item that kills
