@@ -6,6 +6,7 @@
 # variants (each adds options to the row's; "long" = 24 + 24 epochs, stage A every 4):
 #   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
 #   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_learned long_continue long_soft long_mf long_densegd long_densetr
+#   long_adm (ADM: hard CE on the stage-A labels), long_fixed (ADM on the first stage-A labels only, never re-solved)
 #   long_sgd<lr> (SGD, momentum 0.9, weight decay 5e-4, at that learning rate: its own warm-ups and PCE)
 #   long_lam<lambda> (stage A's Potts weight), long_gd<lambda> long_tv_gd<lambda>   Grid-GD with its own lambda (bilinear / tv relaxation), e.g. long_gd10
 # One PCE warm-up per row, seed and warm-up schedule is shared by the runs that can use it.
@@ -38,6 +39,8 @@ for seed in ${SEEDS:-0 1 2}; do
       long_every8)   extra="${long/--stage-a-every 4/--stage-a-every 8}"; warm=long; methods="grid-tr" ;;
       long_every2)   extra="${long/--stage-a-every 4/--stage-a-every 2}"; warm=long; methods="grid-tr" ;;
       long_eps*)     extra="$long --error-prob ${v#long_eps}"; warm=long; methods="grid-tr" ;;  # e.g. long_eps0.1
+      long_adm)      extra="$long"; warm=long; methods="adm" ;;
+      long_fixed)    extra="${long/--stage-a-every 4/--stage-a-every 1000}"; warm=long; methods="adm" ;;
       long_learned)  extra="$long --error-prob learned"; warm=long; methods="grid-tr" ;;
       long_sgd*)     extra="$long --optimizer sgd --lr ${v#long_sgd}"; warm=$v; methods="pce grid-tr" ;;
       long_width16)  extra="$long --width 16"; warm=long_width16; methods="pce grid-tr" ;;

@@ -221,6 +221,7 @@ def _base_setting(setting: str, by_setting: dict) -> str | None:
 
 SUMMARY_PAIRS = (
     ("grid-tr", "pce"),
+    ("adm", "pce"),
     ("grid-tr", "grid-gd"),
     ("dense-tr", "pce"),
     ("dense-tr", "dense-gd"),
