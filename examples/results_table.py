@@ -24,9 +24,10 @@ from pathlib import Path
 
 from chainrule2_torch._atomic import atomic_write
 
-METHODS = ("pce", "grid-gd", "dense-gd", "adm", "grid-tr", "dense-tr", "full")
+METHODS = ("warmup", "pce", "grid-gd", "dense-gd", "adm", "grid-tr", "dense-tr", "full")
 #: bar colours (Okabe-Ito, none of them grey like anti-aliased text)
 COLOURS = {
+    "warmup": (0, 0, 0),
     "pce": (230, 159, 0),
     "grid-gd": (86, 180, 233),
     "dense-gd": (240, 228, 66),
@@ -210,7 +211,7 @@ def compare(found_a, found_b, metric: str = "test") -> dict | None:
 
 
 #: what a variant setting ``<base>_<variant>`` without its own runs of them takes from ``<base>``
-BASELINES = ("pce", "grid-gd", "dense-gd", "full")
+BASELINES = ("warmup", "pce", "grid-gd", "dense-gd", "full")
 
 
 def _base_setting(setting: str, by_setting: dict) -> str | None:
@@ -222,6 +223,7 @@ def _base_setting(setting: str, by_setting: dict) -> str | None:
 SUMMARY_PAIRS = (
     ("grid-tr", "pce"),
     ("adm", "pce"),
+    ("grid-tr", "warmup"),
     ("grid-tr", "grid-gd"),
     ("dense-tr", "pce"),
     ("dense-tr", "dense-gd"),

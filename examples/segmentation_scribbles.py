@@ -98,7 +98,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--crop", type=int, default=None, help="square crop side for stage B (default: --size)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate of the method's epochs (after the warm-up)")
+    p.add_argument("--warmup-lr", type=float, default=None, help="learning rate of the PCE warm-up (default: --lr)")
     p.add_argument("--potts-weight", type=float, default=100.0, help="lambda")
     p.add_argument(
         "--dense-weight",
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict:
     crop = args.crop or args.size
     config = TrainConfig(
         method=args.method, epochs=args.epochs, warmup_epochs=args.warmup_epochs, stage_a_every=args.stage_a_every,
-        batch_size=args.batch_size, crop_size=(crop, crop), lr=args.lr, optimizer=args.optimizer,
+        batch_size=args.batch_size, crop_size=(crop, crop), lr=args.lr, warmup_lr=args.warmup_lr, optimizer=args.optimizer,
         potts_weight=args.potts_weight, dense_weight=args.dense_weight, relaxation=args.relaxation,
         trust_weight=args.trust_weight,
         error_prob=args.error_prob, error_lr=args.error_lr, normalization=args.normalization, pce_normalization=args.pce_normalization,
