@@ -553,6 +553,48 @@ def _shape(x: Any) -> tuple[int, ...]:
     return tuple(int(s) for s in x.shape)
 
 
+def batch_seeds(seeds: Any, unary: Any) -> tuple[Any, Any, Any]:
+    """``(padding, seeded, seed_labels)`` ``(N, H, W)`` of ``seeds`` (``None`` = no seeds) after checking
+    them against ``unary`` ``(N, H, W, L)``: padding (254), pixels with a class id, that id (0 elsewhere,
+    int64); in ``unary``'s namespace and device (the batched energies' one check of their seeds)."""
+    xp = array_namespace(unary)
+    n, h, w, num_labels = _shape(unary)
+    dev = array_device(unary)
+    if seeds is None:
+        none = xp.zeros((n, h, w), dtype=xp.bool, device=dev)
+        return none, none, xp.zeros((n, h, w), dtype=xp.int64, device=dev)
+    if _shape(seeds) != (n, h, w):
+        raise ValueError(f"seeds: expected shape {(n, h, w)} (the unary's grid), got {_shape(seeds)}")
+    if not xp.isdtype(seeds.dtype, "integral"):
+        raise TypeError(f"seeds: expected an integer dtype, got {seeds.dtype}")
+    if num_labels > MAX_CLASSES:
+        raise ValueError(f"unary: expected at most {MAX_CLASSES} labels with seeds, got {num_labels}")
+    seeds = xp.astype(seeds, xp.int64)
+    seeded = seeds < num_labels
+    if not bool(xp.all(seeded | (seeds == PADDING) | (seeds == UNLABELED)) & xp.all(seeds >= 0)):
+        raise ValueError(f"seeds: expected class ids in [0, {num_labels}), 255 (unlabeled) or 254 (padding)")
+    return seeds == PADDING, seeded, xp.where(seeded, seeds, xp.zeros_like(seeds))
+
+
+def batch_allowed(allowed: Any, seeded: Any, seed_labels: Any, num_labels: int) -> Any:
+    """``allowed`` ``(N, L)`` bool (``None`` = every label) after checking that each item allows a
+    label and every one of its seed labels (``seeded``, ``seed_labels`` from :func:`batch_seeds`)."""
+    xp = array_namespace(seed_labels)
+    n = int(seed_labels.shape[0])
+    dev = array_device(seed_labels)
+    if allowed is None:
+        return xp.ones((n, num_labels), dtype=xp.bool, device=dev)
+    if _shape(allowed) != (n, num_labels) or allowed.dtype != xp.bool:
+        raise ValueError(f"allowed: expected a bool array of shape {(n, num_labels)}, got {_shape(allowed)}")
+    if not bool(xp.all(xp.any(allowed, axis=1))):
+        raise ValueError("allowed: expected at least one allowed label per item")
+    classes = xp.arange(num_labels, dtype=xp.int64, device=dev)
+    hot = (seed_labels[..., None] == classes) & seeded[..., None]
+    if bool(xp.any(hot & ~allowed[:, None, None, :])):
+        raise ValueError("allowed: expected to include every seed label")
+    return allowed
+
+
 @dataclass(frozen=True, eq=False)
 class GridPottsBatch:
     """N :class:`GridPotts` problems of one grid size, as arrays of one array-API namespace and device.
@@ -655,37 +697,11 @@ class GridPottsBatch:
                 raise ValueError(f"edge_scale: expected a number or shape ({n},), got {_shape(edge_scale)}")
             factor = factor * xp.astype(edge_scale, xp.float64)
         penalty = check_positive(seed_penalty, "seed_penalty", allow_zero=True, allow_none=True)
-        dev = array_device(unary)
-        if seeds is None:
-            padding = xp.zeros((n, h, w), dtype=xp.bool, device=dev)
-            clamped = padding
-            seed_labels = xp.zeros((n, h, w), dtype=xp.int64, device=dev)
-        else:
-            if _shape(seeds) != (n, h, w):
-                raise ValueError(f"seeds: expected shape {(n, h, w)} (the unary's grid), got {_shape(seeds)}")
-            if not xp.isdtype(seeds.dtype, "integral"):
-                raise TypeError(f"seeds: expected an integer dtype, got {seeds.dtype}")
-            if num_labels > MAX_CLASSES:
-                raise ValueError(f"unary: expected at most {MAX_CLASSES} labels with seeds, got {num_labels}")
+        padding, seeded, seed_labels = batch_seeds(seeds, unary)
+        clamped = seeded if penalty is None else xp.zeros((n, h, w), dtype=xp.bool, device=array_device(unary))
+        allowed = batch_allowed(allowed, seeded, seed_labels, num_labels)
+        if seeds is not None:
             seeds = xp.astype(seeds, xp.int64)
-            seeded = seeds < num_labels
-            if not bool(xp.all(seeded | (seeds == PADDING) | (seeds == UNLABELED)) & xp.all(seeds >= 0)):
-                raise ValueError(f"seeds: expected class ids in [0, {num_labels}), 255 (unlabeled) or 254 (padding)")
-            padding = seeds == PADDING
-            clamped = seeded if penalty is None else xp.zeros((n, h, w), dtype=xp.bool, device=dev)
-            seed_labels = xp.where(seeded, seeds, xp.zeros_like(seeds))
-        if allowed is None:
-            allowed = xp.ones((n, num_labels), dtype=xp.bool, device=dev)
-        else:
-            if _shape(allowed) != (n, num_labels) or allowed.dtype != xp.bool:
-                raise ValueError(f"allowed: expected a bool array of shape {(n, num_labels)}, got {_shape(allowed)}")
-            if not bool(xp.all(xp.any(allowed, axis=1))):
-                raise ValueError("allowed: expected at least one allowed label per item")
-            if seeds is not None:
-                classes = xp.arange(num_labels, dtype=xp.int64, device=dev)
-                hot = (seed_labels[..., None] == classes) & (seeds < num_labels)[..., None]
-                if bool(xp.any(hot & ~allowed[:, None, None, :])):
-                    raise ValueError("allowed: expected to include every seed label")
         return cls(
             cost_unary=cost_unary(unary, seeds, penalty),
             edge_costs=edge_costs(weights, offsets, padding, factor),

@@ -4,13 +4,19 @@
 arrays of any array-API namespace and device (numpy, torch on CPU or CUDA, array_api_strict).
 Both evaluate F with the same array-API functions (:func:`free_energy`, :func:`neighbour_field`),
 which take a leading batch axis.
+
+The constraints of a factorised distribution Q ``(N, H, W, L)`` — clamped seeds one-hot, no mass
+on a disallowed label, padding free — are shared with the dense free energy of Dense-TR
+(:class:`~chainrule2.energies.dense.DenseMeanFieldBatch`): :func:`feasible`, :func:`softmin`,
+:func:`project` and :func:`project_labels` read them from any :class:`Constraints` (a
+:class:`~chainrule2.energies.grid.GridPottsBatch`, a ``DenseMeanFieldBatch``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from array_api_compat import array_namespace
@@ -21,6 +27,28 @@ from chainrule2.validation import check_positive
 
 #: How far the labels' probabilities of one pixel may sum from 1 in a distribution :meth:`value` accepts.
 SUM_TOLERANCE = 1e-6
+
+
+class Constraints(Protocol):
+    """What the constraints of N factorised distributions ``(N, H, W, L)`` are read from (arrays of one
+    namespace and device): a :class:`~chainrule2.energies.grid.GridPottsBatch`, a
+    :class:`~chainrule2.energies.dense.DenseMeanFieldBatch`."""
+
+    @property
+    def allowed(self) -> Any:
+        """``(N, L)`` bool: the labels each item may put mass on."""
+
+    @property
+    def clamped(self) -> Any:
+        """``(N, H, W)`` bool: pixels one-hot on their seed."""
+
+    @property
+    def seed_labels(self) -> Any:
+        """``(N, H, W)`` int64: the seed where ``clamped`` (0 elsewhere)."""
+
+    @property
+    def padding(self) -> Any:
+        """``(N, H, W)`` bool: pixels that contribute nothing (seed 254)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,31 +186,12 @@ class MeanFieldBatch:
 
     def feasible(self, q: Any) -> Any:
         """``(N,)`` bool: whether each item's ``q`` is one-hot on its clamped seeds with no mass on a disallowed label."""
-        xp = array_namespace(q)
-        g = self.grid
-        real = ~g.padding[..., None]
-        forbidden = xp.any(xp.reshape((q != 0) & real & ~g.allowed[:, None, None, :], (q.shape[0], -1)), axis=1)
-        classes = xp.arange(self.num_labels, dtype=g.seed_labels.dtype, device=_array_device(q))
-        hot = xp.astype(g.seed_labels[..., None] == classes, q.dtype)
-        broken = xp.any(xp.reshape((q != hot) & g.clamped[..., None], (q.shape[0], -1)), axis=1)
-        return ~(forbidden | broken)
+        return feasible(q, self.grid)
 
     def value(self, solution: Any) -> Any:
         """``(N,)`` float64: F of each item's ``Q`` (``inf`` where it breaks a constraint), in ``solution``'s namespace."""
-        try:
-            xp = array_namespace(solution)
-        except TypeError:
-            raise TypeError(
-                f"solution: expected an array of shape {self.shape}, got {type(solution).__name__}"
-            ) from None
-        if tuple(int(s) for s in solution.shape) != self.shape:
-            raise ValueError(f"solution: expected shape {self.shape} (N, H, W, L), got {tuple(solution.shape)}")
-        if not xp.isdtype(solution.dtype, "real floating"):
-            raise TypeError(f"solution: expected probabilities of a floating dtype, got {solution.dtype}")
-        q = xp.astype(solution, xp.float64)
-        worst = xp.max(xp.abs(xp.sum(q, axis=-1) - 1.0))
-        if not bool(xp.all(xp.isfinite(q)) & xp.all(q >= 0) & (worst <= SUM_TOLERANCE)):
-            raise ValueError("solution: expected finite probabilities >= 0 summing to 1 at every pixel")
+        q = check_batch_distribution(solution, self.shape)
+        xp = array_namespace(q)
         f = self.free_energy(q)
         return xp.where(self.feasible(q), f, xp.full_like(f, math.inf))
 
@@ -209,11 +218,17 @@ def free_energy(
     q: Any, cost_unary: Any, costs: Any, offsets: tuple[tuple[int, int], ...], padding: Any, temperature: float
 ) -> Any:
     """``(N,)``: F(Q) = ⟨U, Q⟩ + expected Potts + T·Σ Q log Q over the non-padding pixels of each item (no checks)."""
+    return unary_and_entropy(q, cost_unary, padding, temperature) + expected_pairwise(q, costs, offsets)
+
+
+def unary_and_entropy(q: Any, cost_unary: Any, padding: Any, temperature: float) -> Any:
+    """``(N,)``: ⟨U, Q⟩ + T·Σ Q log Q over the non-padding pixels of each item, the terms of F besides
+    the pairs (shared by the grid and the dense free energies; no checks)."""
     xp = array_namespace(q)
     real = ~padding[..., None]
     unary = xp.sum(xp.where(real, q * cost_unary, xp.zeros_like(q)), axis=(1, 2, 3))
     negative_entropy = xp.sum(xp.where(real, _xlogx(q), xp.zeros_like(q)), axis=(1, 2, 3))
-    return unary + expected_pairwise(q, costs, offsets) + temperature * negative_entropy
+    return unary + temperature * negative_entropy
 
 
 def neighbour_field(q: Any, costs: Any, offsets: tuple[tuple[int, int], ...]) -> Any:
@@ -228,6 +243,90 @@ def neighbour_field(q: Any, costs: Any, offsets: tuple[tuple[int, int], ...]) ->
         field[at_src] = field[at_src] + c * q[at_dst]
         field[at_dst] = field[at_dst] + c * q[at_src]
     return field
+
+
+def check_batch_distribution(solution: Any, shape: tuple[int, ...], name: str = "solution") -> Any:
+    """``solution`` as float64 in its own namespace after checking it is an array of ``shape``
+    ``(N, H, W, L)`` of probabilities summing to 1 at every pixel (to :data:`SUM_TOLERANCE`)."""
+    try:
+        xp = array_namespace(solution)
+    except TypeError:
+        raise TypeError(f"{name}: expected an array of shape {shape}, got {type(solution).__name__}") from None
+    if tuple(int(s) for s in solution.shape) != shape:
+        raise ValueError(f"{name}: expected shape {shape} (N, H, W, L), got {tuple(solution.shape)}")
+    if not xp.isdtype(solution.dtype, "real floating"):
+        raise TypeError(f"{name}: expected probabilities of a floating dtype, got {solution.dtype}")
+    q = xp.astype(solution, xp.float64)
+    worst = xp.max(xp.abs(xp.sum(q, axis=-1) - 1.0))
+    if not bool(xp.all(xp.isfinite(q)) & xp.all(q >= 0) & (worst <= SUM_TOLERANCE)):
+        raise ValueError(f"{name}: expected finite probabilities >= 0 summing to 1 at every pixel")
+    return q
+
+
+def feasible(q: Any, constraints: Constraints) -> Any:
+    """``(N,)`` bool: whether each item's ``q`` ``(N, H, W, L)`` is exactly one-hot on its clamped seeds
+    and has no mass on a disallowed label outside the padding (any namespace)."""
+    xp = array_namespace(q)
+    c = constraints
+    n = int(q.shape[0])
+    real = ~c.padding[..., None]
+    forbidden = xp.any(xp.reshape((q != 0) & real & ~c.allowed[:, None, None, :], (n, -1)), axis=1)
+    broken = xp.any(xp.reshape((q != seed_one_hot(c, q)) & c.clamped[..., None], (n, -1)), axis=1)
+    return ~(forbidden | broken)
+
+
+def seed_one_hot(constraints: Constraints, like: Any) -> Any:
+    """``(N, H, W, L)`` in ``like``'s dtype and device: the one-hot of ``seed_labels`` (label 0 where not clamped)."""
+    xp = array_namespace(like)
+    labels = constraints.seed_labels
+    classes = xp.arange(int(like.shape[-1]), dtype=labels.dtype, device=_array_device(like))
+    return xp.astype(labels[..., None] == classes, like.dtype)
+
+
+def clamp(q: Any, constraints: Constraints) -> Any:
+    """``q`` ``(N, H, W, L)`` with its clamped pixels set one-hot on their seed."""
+    xp = array_namespace(q)
+    return xp.where(constraints.clamped[..., None], seed_one_hot(constraints, q), q)
+
+
+def softmin(cost: Any, constraints: Constraints, temperature: float) -> Any:
+    """``(N, H, W, L)``: softmax(−cost/T) over each item's allowed labels, one-hot on the clamped seeds:
+    argmin_Q ⟨cost, Q⟩ + T·Σ Q log Q under the constraints."""
+    xp = array_namespace(cost)
+    allowed = constraints.allowed[:, None, None, :]
+    z = xp.where(allowed, -cost / temperature, xp.full_like(cost, -math.inf))
+    z = z - xp.max(z, axis=-1, keepdims=True)
+    q = xp.exp(z)
+    return clamp(q / xp.sum(q, axis=-1, keepdims=True), constraints)
+
+
+def project(q: Any, cost: Any, constraints: Constraints, temperature: float) -> Any:
+    """A feasible float64 copy of distributions ``q`` ``(N, H, W, L)``: at a pixel with mass on a
+    disallowed label that mass is removed and the pixel renormalised (:func:`softmin` of ``cost`` where
+    nothing is left), seeds set one-hot; a feasible Q is kept."""
+    xp = array_namespace(q)
+    q = xp.astype(q, xp.float64, copy=True)
+    disallowed = ~constraints.allowed[:, None, None, :]
+    cut = xp.any((q > 0) & disallowed, axis=-1, keepdims=True)
+    kept = xp.where(disallowed, xp.zeros_like(q), q)
+    total = xp.sum(kept, axis=-1, keepdims=True)
+    renormalised = xp.where(
+        total > 0, kept / xp.where(total > 0, total, xp.ones_like(total)), softmin(cost, constraints, temperature)
+    )
+    return clamp(xp.where(cut, renormalised, q), constraints)
+
+
+def project_labels(labels: Any, cost: Any, constraints: Constraints) -> Any:
+    """One-hot float64 distributions ``(N, H, W, L)`` of labellings ``labels`` ``(N, H, W)`` (in [0, L)):
+    a disallowed label replaced by the cheapest allowed label of ``cost``, seeds set (as
+    :meth:`GridPotts.project <chainrule2.energies.grid.GridPotts.project>`)."""
+    xp = array_namespace(cost)
+    allowed = constraints.allowed[:, None, None, :]
+    classes = xp.arange(int(cost.shape[-1]), dtype=xp.int64, device=_array_device(cost))
+    labels = xp.astype(labels, xp.int64)
+    cheapest = xp.argmin(xp.where(allowed, cost, xp.full_like(cost, math.inf)), axis=-1)
+    labels = xp.where(xp.any((labels[..., None] == classes) & allowed, axis=-1), labels, xp.astype(cheapest, xp.int64))
+    return clamp(xp.astype(labels[..., None] == classes, xp.float64), constraints)
 
 
 def check_distribution(q: Any, shape: tuple[int, ...], name: str = "solution") -> np.ndarray:

@@ -8,7 +8,6 @@ at once in their arrays' namespace and on their device (torch on CUDA: no host c
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -19,7 +18,16 @@ from array_api_compat import device as array_device
 
 from chainrule2.base import Batch, BatchResult, Divergence, Loss, SolverState
 from chainrule2.energies.grid import GridPotts
-from chainrule2.energies.mean_field import SUM_TOLERANCE, MeanFieldBatch, MeanFieldEnergy, neighbour_field
+from chainrule2.energies.mean_field import (
+    Constraints,
+    MeanFieldBatch,
+    MeanFieldEnergy,
+    check_batch_distribution,
+    neighbour_field,
+    project,
+    project_labels,
+    softmin,
+)
 from chainrule2.solvers import _colouring
 from chainrule2.solvers.base import check_initial_labels, discrete_energies, first_state, host_copy, next_state
 from chainrule2.validation import check_int, check_logits, check_positive
@@ -176,7 +184,8 @@ class MeanField:
             )
         xp = array_namespace(energy.grid.cost_unary)
         n = energy.shape[0]
-        q = _batch_start(energy, initials)
+        g = energy.grid
+        q = batch_start(initials, g.cost_unary, g, energy.temperature)
         current = energy.free_energy(q)
         values, actives = [current], []
         active = xp.ones((n,), dtype=xp.bool, device=array_device(q))
@@ -226,47 +235,23 @@ def _sweep(energy: MeanFieldBatch, q: Any, current: Any, active: Any, classes: l
 
 def _softmin(energy: MeanFieldBatch, cost: Any) -> Any:
     """softmax(−cost/T) over each item's allowed labels, one-hot on clamped seeds."""
-    xp = array_namespace(cost)
-    allowed = energy.grid.allowed[:, None, None, :]
-    z = xp.where(allowed, -cost / energy.temperature, xp.full_like(cost, -math.inf))
-    z = z - xp.max(z, axis=-1, keepdims=True)
-    q = xp.exp(z)
-    return _clamp(energy, q / xp.sum(q, axis=-1, keepdims=True))
-
-
-def _seed_one_hot(energy: MeanFieldBatch, like: Any) -> Any:
-    xp = array_namespace(like)
-    g = energy.grid
-    classes = xp.arange(energy.num_labels, dtype=g.seed_labels.dtype, device=array_device(like))
-    return xp.astype(g.seed_labels[..., None] == classes, like.dtype)
-
-
-def _clamp(energy: MeanFieldBatch, q: Any) -> Any:
-    xp = array_namespace(q)
-    return xp.where(energy.grid.clamped[..., None], _seed_one_hot(energy, q), q)
+    return softmin(cost, energy.grid, energy.temperature)
 
 
 def _project(energy: MeanFieldBatch, q: Any) -> Any:
-    """A feasible copy of distributions ``(N, H, W, L)``: mass on disallowed labels removed and the pixel
-    renormalised (the unary's soft-min where nothing is left), seeds one-hot; a feasible Q is kept."""
-    xp = array_namespace(q)
-    q = xp.astype(q, xp.float64, copy=True)
-    disallowed = ~energy.grid.allowed[:, None, None, :]
-    cut = xp.any((q > 0) & disallowed, axis=-1, keepdims=True)
-    kept = xp.where(disallowed, xp.zeros_like(q), q)
-    total = xp.sum(kept, axis=-1, keepdims=True)
-    renormalised = xp.where(
-        total > 0, kept / xp.where(total > 0, total, xp.ones_like(total)), _softmin(energy, energy.grid.cost_unary)
-    )
-    return _clamp(energy, xp.where(cut, renormalised, q))
+    """A feasible copy of distributions ``(N, H, W, L)`` (:func:`~chainrule2.energies.mean_field.project`)."""
+    return project(q, energy.grid.cost_unary, energy.grid, energy.temperature)
 
 
-def _batch_start(energy: MeanFieldBatch, initials: Sequence[Any] | None) -> Any:
-    """The start of :meth:`MeanField.run_batch`: per item the cold soft-min, or its warm start projected."""
-    g = energy.grid
-    xp = array_namespace(g.cost_unary)
-    cold = _softmin(energy, g.cost_unary)
-    n, h, w, num_labels = energy.shape
+def batch_start(initials: Sequence[Any] | None, cost: Any, constraints: Constraints, temperature: float) -> Any:
+    """The start ``(N, H, W, L)`` of a batched mean-field solve (:meth:`MeanField.run_batch`, and
+    :meth:`DenseMeanField.run_batch <chainrule2.solvers.DenseMeanField.run_batch>`): per item the cold
+    :func:`~chainrule2.energies.mean_field.softmin` of ``cost`` (``None``), an ``(H, W)`` labelling
+    (one-hot, :func:`~chainrule2.energies.mean_field.project_labels`) or an ``(H, W, L)`` distribution
+    (:func:`~chainrule2.energies.mean_field.project`), in ``cost``'s namespace; errors name ``initials[i]``."""
+    xp = array_namespace(cost)
+    cold = softmin(cost, constraints, temperature)
+    n, h, w, num_labels = (int(s) for s in cost.shape)
     if initials is None:
         return cold
     initials = list(initials)
@@ -274,39 +259,25 @@ def _batch_start(energy: MeanFieldBatch, initials: Sequence[Any] | None) -> Any:
         raise ValueError(f"initials: expected {n} items (one per batch item), got {len(initials)}")
     if all(a is None for a in initials):
         return cold
-    dev = array_device(cold)
-    rows = []
+    starts: list[Any] = []  # per item: None (cold), labels (H, W) int64 or a distribution (H, W, L) float64
     for i, a in enumerate(initials):
         if a is None:
-            rows.append(cold[i, ...])
-            continue
-        if tuple(int(s) for s in a.shape) == (h, w) and xp.isdtype(a.dtype, "integral"):
+            starts.append(None)
+        elif tuple(int(s) for s in a.shape) == (h, w) and xp.isdtype(a.dtype, "integral"):
             if not bool(xp.all((a >= 0) & (a < num_labels))):
                 raise ValueError(f"initials[{i}]: expected labels in [0, {num_labels})")
-            argmin = xp.argmin(
-                xp.where(
-                    g.allowed[i, ...][None, None, :], g.cost_unary[i, ...], xp.full_like(g.cost_unary[i, ...], math.inf)
-                ),
-                axis=-1,
-            )
-            classes = xp.arange(num_labels, dtype=xp.int64, device=dev)
-            labels = xp.astype(a, xp.int64)
-            labels = xp.where(
-                xp.any((labels[..., None] == classes) & g.allowed[i, ...][None, None, :], axis=-1), labels, argmin
-            )
-            rows.append(xp.astype(labels[..., None] == classes, xp.float64))
-            continue
-        if tuple(int(s) for s in a.shape) != (h, w, num_labels):
+            starts.append(xp.astype(a, xp.int64))
+        elif tuple(int(s) for s in a.shape) != (h, w, num_labels):
             raise ValueError(
                 f"initials[{i}]: expected an (H, W) labelling or an (H, W, L) distribution of {(h, w, num_labels)}, got {tuple(a.shape)}"
             )
-        if not xp.isdtype(a.dtype, "real floating"):
-            raise TypeError(f"initials[{i}]: expected probabilities of a floating dtype, got {a.dtype}")
-        d = xp.astype(a, xp.float64)
-        worst = xp.max(xp.abs(xp.sum(d, axis=-1) - 1.0))
-        if not bool(xp.all(xp.isfinite(d)) & xp.all(d >= 0) & (worst <= SUM_TOLERANCE)):
-            raise ValueError(f"initials[{i}]: expected finite probabilities >= 0 summing to 1 at every pixel")
-        rows.append(d)
-    start = xp.stack(rows)
-    # one-hot labellings are projected like GridPotts.project (seeds set, disallowed labels replaced above)
-    return _project(energy, start)
+        else:
+            starts.append(check_batch_distribution(a[None, ...], (1, h, w, num_labels), f"initials[{i}]")[0, ...])
+    hot: Any = None
+    if any(a is not None and a.ndim == 2 for a in starts):  # the labellings, projected at once
+        zero = xp.zeros((h, w), dtype=xp.int64, device=array_device(cost))
+        hot = project_labels(
+            xp.stack([a if a is not None and a.ndim == 2 else zero for a in starts]), cost, constraints
+        )
+    rows = [cold[i, ...] if a is None else hot[i, ...] if a.ndim == 2 else a for i, a in enumerate(starts)]
+    return project(xp.stack(rows), cost, constraints, temperature)
