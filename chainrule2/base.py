@@ -117,8 +117,9 @@ class BatchResult(NamedTuple):
 class BatchSubproblem(Protocol):
     """A stage-A solver that also solves a whole batch at once in the logits' array namespace and on
     their device (e.g. torch on CUDA), with no host copy: :class:`~chainrule2.solvers.MeanField`,
-    :class:`~chainrule2.solvers.GradientStep`. :class:`~chainrule2.StageA` takes this path when
-    ``batch_supported(loss)`` is true (and ``trust_weight`` is a number, no ``batch_solver`` given).
+    :class:`~chainrule2.solvers.DenseMeanField`, :class:`~chainrule2.solvers.GradientStep`.
+    :class:`~chainrule2.StageA` takes this path when ``batch_supported(loss)`` is true (and
+    ``trust_weight`` is a number, no ``batch_solver`` given).
     Each item's result equals the per-item :class:`Subproblem` path's to float round-off.
     """
 

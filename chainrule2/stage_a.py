@@ -7,7 +7,8 @@ same device.
 
 Two paths. **Batched on the logits' device**: a solver that solves a whole batch in any array
 namespace (:class:`~chainrule2.base.BatchSubproblem`: :class:`~chainrule2.solvers.MeanField` with
-a loss that builds its problems there, e.g. :class:`~chainrule2.losses.ScribblePotts`, and
+a loss that builds its problems there, e.g. :class:`~chainrule2.losses.ScribblePotts`,
+:class:`~chainrule2.solvers.DenseMeanField` with a :class:`~chainrule2.losses.DenseCRFLoss`, and
 :class:`~chainrule2.solvers.GradientStep`) gets the logits, seeds and images where they are (host
 seeds and images are moved to the logits' device) and returns its targets there; only the
 per-item energies of the report come to the host. **On the host**, for every other solver (the

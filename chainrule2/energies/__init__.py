@@ -2,7 +2,7 @@
 
 from chainrule2.energies.bilateral import BilateralKernel
 from chainrule2.energies.chain import ChainPotts
-from chainrule2.energies.dense import DenseMeanFieldEnergy
+from chainrule2.energies.dense import DenseMeanFieldBatch, DenseMeanFieldEnergy
 from chainrule2.energies.grid import GridPotts, contrast_weights
 from chainrule2.energies.linearized import LinearizedEnergy
 from chainrule2.energies.mean_field import MeanFieldEnergy
@@ -10,6 +10,7 @@ from chainrule2.energies.mean_field import MeanFieldEnergy
 __all__ = [
     "BilateralKernel",
     "ChainPotts",
+    "DenseMeanFieldBatch",
     "DenseMeanFieldEnergy",
     "GridPotts",
     "LinearizedEnergy",

@@ -188,9 +188,19 @@ class BilateralKernel:
         return xp.where(off, k, xp.zeros_like(k))  # W_pp = 0 exactly
 
     def kernel(self, items: DenseItems) -> Any:
-        """The whole masked kernel W, ``(N, M, M)`` (M² entries per item: for small grids only)."""
-        m = int(items.features.shape[1])
-        return self.kernel_block(items, 0, m)
+        """The whole masked kernel W, ``(N, M, M)`` (M² entries per item: for small grids only), filled
+        item by item in blocks of ``chunk`` rows (the memory beyond W is that of one block, ∝ chunk · M)."""
+        xp = array_namespace(items.features)
+        n, m = (int(s) for s in items.features.shape[:2])
+        if n == 1 and m <= self.chunk:
+            return self.kernel_block(items, 0, m)
+        out = xp.empty((n, m, m), dtype=items.features.dtype, device=array_device(items.features))
+        for i in range(n):
+            one = DenseItems(items.features[i : i + 1, ...], items.mask[i : i + 1, ...], items.rows, items.cols)
+            for start in range(0, m, self.chunk):
+                stop = min(start + self.chunk, m)
+                out[i : i + 1, start:stop, :] = self.kernel_block(one, start, stop)
+        return out
 
     def filter(self, small: Any, items: DenseItems) -> Any:
         """``W X`` for ``X`` ``(N, C, M)`` (masked kernel, zero diagonal), exact, in blocks of ``chunk`` rows."""
