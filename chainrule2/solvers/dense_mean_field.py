@@ -110,6 +110,11 @@ class DenseMeanField:
         is), the rule of :meth:`chainrule2.losses.ScribblePotts.allowed_labels`.
     max_kernel_pixels : int
         Largest small grid (M) whose kernel is kept as a matrix.
+    batched : bool
+        Offer the batched path (:meth:`batch_supported`): :class:`~chainrule2.StageA` then solves
+        a batch at once on the logits' device. False keeps stage A per item on the host, which is
+        faster on a CPU (the batch's N kernels are fresh memory every call: 1.7–1.9× slower on the
+        development machine, docs/performance.md); the training loop sets it for CUDA only.
 
     Example
     -------
@@ -131,6 +136,7 @@ class DenseMeanField:
     max_halvings: int = 12
     restrict_labels: bool = True
     max_kernel_pixels: int = 4096
+    batched: bool = True
 
     monotone: ClassVar[bool] = True
 
@@ -145,6 +151,8 @@ class DenseMeanField:
         if not isinstance(self.restrict_labels, bool):
             raise TypeError(f"restrict_labels: expected a bool, got {type(self.restrict_labels).__name__}")
         check_int(self.max_kernel_pixels, "max_kernel_pixels", minimum=0)
+        if not isinstance(self.batched, bool):
+            raise TypeError(f"batched: expected a bool, got {type(self.batched).__name__}")
 
     def max_steps(self) -> int:
         return self.max_sweeps
@@ -186,8 +194,9 @@ class DenseMeanField:
         ]
 
     def batch_supported(self, loss: Loss) -> bool:
-        """Whether :meth:`batch_energy` can build ``loss``'s problems: a :class:`~chainrule2.losses.DenseCRFLoss`."""
-        return isinstance(loss, DenseCRFLoss)
+        """Whether :meth:`batch_energy` can build ``loss``'s problems (a :class:`~chainrule2.losses.DenseCRFLoss`)
+        and the batched path is on (``batched``)."""
+        return self.batched and isinstance(loss, DenseCRFLoss)
 
     def batch_energy(
         self, loss: Loss, logits: Any, batch: Batch, trust_divergence: Divergence, trust_weight: float

@@ -97,6 +97,7 @@ def test_energies_match_the_loss_and_the_trust_region() -> None:
         ({"max_halvings": -1}, ValueError, "max_halvings"),
         ({"restrict_labels": 1}, TypeError, "restrict_labels"),
         ({"max_kernel_pixels": 1.5}, TypeError, "max_kernel_pixels"),
+        ({"batched": 1}, TypeError, "batched: expected a bool"),
     ],
 )
 def test_bad_solver_arguments(kwargs, error, match) -> None:
@@ -157,3 +158,16 @@ def test_grid_mean_field_is_refused_the_dense_loss_and_the_dense_solver_the_grid
     with pytest.raises(TypeError, match="got MeanFieldEnergy"):
         DenseMeanField().step(grid, DenseMeanField().init(DenseMeanField().energies(
             DenseCRFLoss(1.0), logits, batch, CrossEntropy(), 0.5)[0]))  # fmt: skip
+
+
+def test_the_batched_path_is_offered_only_when_asked_and_training_asks_for_it_off_the_cpu() -> None:
+    from chainrule2_torch.training import TrainConfig, make_stage_a
+
+    assert DenseMeanField().batch_supported(DenseCRFLoss(0.3))
+    assert not DenseMeanField(batched=False).batch_supported(DenseCRFLoss(0.3))
+    config = TrainConfig(method="dense-tr", trust_weight=16.0)
+    assert make_stage_a(config).solver.batched is False  # per item on the host: faster on a CPU
+    logits, batch = _problem()
+    host = StageA(DenseMeanField(batched=False), DenseCRFLoss(0.3), CrossEntropy(), 4.0).propose(logits, batch)
+    batched = StageA(DenseMeanField(), DenseCRFLoss(0.3), CrossEntropy(), 4.0).propose(logits, batch)
+    np.testing.assert_allclose(np.asarray(batched.targets), np.asarray(host.targets), atol=1e-7)
