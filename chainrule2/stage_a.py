@@ -35,7 +35,7 @@ from array_api_compat import array_namespace, device, is_numpy_array, is_torch_a
 from chainrule2.base import Batch, Divergence, Loss, Proposal, StageAReport, Subproblem, as_items
 from chainrule2.constants import IGNORED_LABELS
 from chainrule2.divergences import softmax
-from chainrule2.solvers.base import BatchSolver, SolveFailure, host_copy, solve_batch
+from chainrule2.solvers.base import BatchSolver, SolveFailure, host_copy, solve_batch, to_host
 from chainrule2.trust_radius import (
     DEFAULT_MAX_CHANGED,
     SEED_ERROR,
@@ -57,27 +57,6 @@ ON_FAILURE = ("raise", "keep")
 
 #: ``StageA(trust_weight=AUTO)``: β per item from the radius rule (:mod:`chainrule2.trust_radius`).
 AUTO = "auto"
-
-
-def to_host(x: Any, name: str) -> np.ndarray:
-    """``x`` (numpy, torch on any device, or another array-API array) as a host numpy array.
-
-    One device-to-host copy at most; autograd is cut (stage A is a constant for stage B).
-    """
-    if is_numpy_array(x):
-        return np.asarray(x)
-    if is_torch_array(x):
-        return x.detach().cpu().numpy()
-    try:
-        array_namespace(x)
-    except TypeError:
-        raise TypeError(
-            f"{name}: expected a numpy array, a torch tensor or another array-API array, got {type(x).__name__}"
-        ) from None
-    try:
-        return np.from_dlpack(x)
-    except (TypeError, RuntimeError, BufferError):  # not on the host, or no DLPack export
-        return np.asarray(x)
 
 
 def _to_caller(targets: np.ndarray, like: Any) -> Any:

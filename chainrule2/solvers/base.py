@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
+from array_api_compat import array_namespace, is_numpy_array, is_torch_array
 
 from chainrule2.base import Batch, Divergence, Energy, Loss, SolverState, Subproblem
 from chainrule2.validation import check_choice, check_labelling, check_logits, check_positive
@@ -89,6 +90,27 @@ def solve_batch(
     return out
 
 
+def to_host(x: Any, name: str) -> np.ndarray:
+    """``x`` (numpy, torch on any device, or another array-API array) as a host numpy array.
+
+    One device-to-host copy at most; autograd is cut (stage A is a constant for stage B).
+    """
+    if is_numpy_array(x):
+        return np.asarray(x)
+    if is_torch_array(x):
+        return x.detach().cpu().numpy()
+    try:
+        array_namespace(x)
+    except TypeError:
+        raise TypeError(
+            f"{name}: expected a numpy array, a torch tensor or another array-API array, got {type(x).__name__}"
+        ) from None
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, RuntimeError, BufferError):  # not on the host, or no DLPack export
+        return np.asarray(x)
+
+
 def host_copy(x: Any) -> np.ndarray:
     """A small array (e.g. a batch's energies) as host numpy: torch through ``.cpu()`` (DLPack cannot
     leave a CUDA device), other namespaces through DLPack."""
@@ -97,6 +119,14 @@ def host_copy(x: Any) -> np.ndarray:
     if hasattr(x, "cpu"):
         return np.asarray(x.detach().cpu())
     return np.from_dlpack(x)
+
+
+def converged_items(value: Any, start: Any, tolerance: float) -> Any:
+    """``(N,)`` bool, any array namespace: the items whose F fell by at most ``tolerance * max(1, |F|)``
+    from ``start`` (or not at all): the stopping rule of the batched mean-field solvers."""
+    xp = array_namespace(value)
+    scale = xp.where(xp.abs(start) > 1.0, xp.abs(start), xp.ones_like(start))
+    return ~(value < start - tolerance * scale)
 
 
 def next_state(state: SolverState, solution: Any, energy: float, converged: bool, memo: Any = None) -> SolverState:

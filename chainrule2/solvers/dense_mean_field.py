@@ -21,7 +21,7 @@ from chainrule2.base import Batch, BatchResult, Divergence, Loss, SolverState
 from chainrule2.energies.dense import DenseMeanFieldBatch, DenseMeanFieldEnergy
 from chainrule2.losses.dense import DenseCRFLoss
 from chainrule2.losses.scribble import ScribblePotts
-from chainrule2.solvers.base import first_state, host_copy, next_state
+from chainrule2.solvers.base import converged_items, first_state, host_copy, next_state, to_host
 from chainrule2.solvers.mean_field import batch_start
 from chainrule2.validation import check_int, check_labelling, check_logits, check_positive
 
@@ -229,14 +229,14 @@ class DenseMeanField:
             raise ValueError(
                 f"batch.seeds: expected shape {shape[:3]} (the logits' grid), got {tuple(int(s) for s in seeds.shape)}"
             )
-        images = _host(batch.images, "batch.images")
+        images = to_host(batch.images, "batch.images")
         if images.shape[:3] != shape[:3] or images.ndim not in (3, 4):
             raise ValueError(f"batch.images: expected (N, H, W[, C]) with (N, H, W) = {shape[:3]}, got {images.shape}")
         if images.dtype == bool or not np.issubdtype(images.dtype, np.number) or not np.all(np.isfinite(images)):
             raise ValueError("batch.images: expected finite real values (0..255)")
         # as energies: the costs in the logits' dtype, then float64
         unary = beta * xp.astype(trust_divergence.label_costs(logits), xp.float64)
-        items = dense.bilateral.items(images, _host(seeds, "batch.seeds")).to(unary)
+        items = dense.bilateral.items(images, to_host(seeds, "batch.seeds")).to(unary)
         rule = ScribblePotts(restrict_labels=self.restrict_labels)  # the label restriction of energies, batched
         return DenseMeanFieldBatch.build(
             unary,
@@ -418,9 +418,7 @@ class DenseMeanField:
 
     def _converged(self, value: Any, start: Any) -> Any:
         """``(N,)`` bool: F fell by at most ``tolerance * max(1, |F|)`` (or not at all)."""
-        xp = array_namespace(value)
-        scale = xp.where(xp.abs(start) > 1.0, xp.abs(start), xp.ones_like(start))
-        return ~(value < start - self.tolerance * scale)
+        return converged_items(value, start, self.tolerance)
 
 
 def _front(kernel: Any | None, keep: np.ndarray) -> Any | None:
@@ -443,13 +441,3 @@ def _where(take: Any, a: Any, b: Any) -> Any:
 def _value(energy: DenseMeanFieldBatch, q: Any, memo: _Memo) -> Any:
     """``(N,)``: F of ``q`` from its memo (no filtering pass)."""
     return energy.free_energy(q, energy.pairwise_from(memo.small, memo.filtered, memo.degree))
-
-
-def _host(x: Any, name: str) -> np.ndarray:
-    """``x`` as a host numpy array (numpy kept, torch through ``.cpu()``, others through DLPack)."""
-    try:
-        return np.asarray(host_copy(x))
-    except (TypeError, AttributeError, BufferError, RuntimeError) as err:
-        raise TypeError(
-            f"{name}: expected an array (numpy or the logits' namespace), got {type(x).__name__} ({err})"
-        ) from None

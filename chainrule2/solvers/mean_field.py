@@ -29,7 +29,14 @@ from chainrule2.energies.mean_field import (
     softmin,
 )
 from chainrule2.solvers import _colouring
-from chainrule2.solvers.base import check_initial_labels, discrete_energies, first_state, host_copy, next_state
+from chainrule2.solvers.base import (
+    check_initial_labels,
+    converged_items,
+    discrete_energies,
+    first_state,
+    host_copy,
+    next_state,
+)
 from chainrule2.validation import check_int, check_logits, check_positive
 
 
@@ -195,7 +202,7 @@ class MeanField:
             q, current = _sweep(energy, q, current, active, classes)
             values.append(current)
             actives.append(active)
-            converged = ~(current < start - self.tolerance * xp.where(xp.abs(start) > 1.0, xp.abs(start), 1.0))
+            converged = converged_items(current, start, self.tolerance)
             active = active & ~converged
             if not bool(xp.any(active)):  # one host sync per sweep: stop when every item has converged
                 break
