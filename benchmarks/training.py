@@ -12,8 +12,9 @@ A after the first runs beside stage B, and its share counts only the time stage 
 Stage-A throughput: the warmed-up network's logits on the training images, then the same energies
 solved serially and by :class:`chainrule2.solvers.ProcessBatchSolver` (2 workers), the median of
 ``--repeats`` runs each, interleaved; ``machine_ceiling_2proc``: what two simultaneous solves get
-from this CPU (:func:`machine_ceiling`), and ``stage_a_parallel_efficiency`` = speed-up ÷ ceiling. Ratios are against the PCE epoch / the serial solve measured
-in the same run; on a shared CPU the absolute seconds mean little.
+from this CPU (:func:`machine_ceiling`), and ``stage_a_parallel_efficiency`` = speed-up ÷ ceiling.
+Ratios are against the PCE epoch / the serial solve measured in the same run; on a shared CPU the
+absolute seconds mean little.
 """
 
 from __future__ import annotations

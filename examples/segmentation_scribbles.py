@@ -35,6 +35,7 @@ import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable
 
 from chainrule2.divergences import NORMALIZATIONS
 from chainrule2_torch.data import add_data_arguments, load_splits
@@ -46,31 +47,23 @@ DEMO_DEFAULTS = dict(dataset="demo", size=96, limit=48, epochs=10, warmup_epochs
                      trust_weight=16.0, threads=1)  # fmt: skip
 
 
-def _error_prob(text: str) -> float | str:
-    if text == "learned":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, (C-1)/C) or 'learned', got {text!r}") from None
+def _number_or(keyword: str, number: str) -> Callable[[str], float | str]:
+    """An argparse type: the word ``keyword`` as it is, else a float (``number`` says which, for the error)."""
+
+    def parse(text: str) -> float | str:
+        if text == keyword:
+            return text
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {number} or {keyword!r}, got {text!r}") from None
+
+    return parse
 
 
-def _trust_weight(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {text!r}") from None
-
-
-def _max_changed(text: str) -> float | str:
-    if text == "seed_error":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1] or 'seed_error', got {text!r}") from None
+_error_prob = _number_or("learned", "a number in (0, (C-1)/C)")
+_trust_weight = _number_or("auto", "a number >= 0")
+_max_changed = _number_or("seed_error", "a fraction in (0, 1]")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
