@@ -5,7 +5,7 @@
 # rows: demo horse_full horse_full160 horse_30 horse_clicks grabcut camvid isbi (horse_full160: the full-length row at 160 px)
 # variants (each adds options to the row's; "long" = 24 + 24 epochs, stage A every 4):
 #   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
-#   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_learned long_continue long_soft long_mf long_densegd long_densetr
+#   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_learned long_continue long_soft long_mf long_densegd long_densegd<lambda> long_densetr
 #   long_adm (ADM: hard CE on the stage-A labels), long_fixed (ADM on the first stage-A labels only, never re-solved)
 #   demo only: w10 w20 (the demo's 10-epoch warm-up, or 20), w10_eps<e> w20_eps<e>; method "warmup" = the PCE warm-up alone
 #   long_sgd<lr> (SGD, momentum 0.9, weight decay 5e-4, at that learning rate: its own warm-ups and PCE)
@@ -51,6 +51,7 @@ for seed in ${SEEDS:-0 1 2}; do
       long_soft)     extra="$long --stage-a-solver mean-field --soft-targets"; warm=long; methods="grid-tr" ;;
       long_mf)       extra="$long --stage-a-solver mean-field"; warm=long; methods="grid-tr" ;;
       long_densegd)  extra="$long"; warm=long; methods="dense-gd" ;;  # the DenseCRF loss, its default lambda
+      long_densegd*) extra="$long --dense-weight ${v#long_densegd}"; warm=long; methods="dense-gd" ;;  # its own lambda
       # Dense-TR with the lambda and beta of the best stage-A labels on horse's validation images (docs/performance.md)
       long_densetr)  extra="$long --dense-weight 0.3 --trust-weight 64"; warm=long; methods="dense-tr" ;;
       long_lam*)     extra="$long --potts-weight ${v#long_lam}"; warm=long; methods="grid-tr" ;;  # stage A's lambda
