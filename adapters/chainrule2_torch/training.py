@@ -769,6 +769,9 @@ def _warmup_key(config: TrainConfig, fingerprint: dict) -> dict:
     keys = ("warmup_epochs", "batch_size", "crop_size", "scale_range", "lr", "warmup_lr", "momentum",
             "weight_decay", "optimizer", "pce_normalization", "seed")  # fmt: skip
     key = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(config).items() if k in keys}
+    # the warm-up sees one learning rate: `--lr 1e-4 --warmup-lr 1e-3` reuses the warm-up of `--lr 1e-3`
+    # (stored as before, {"lr": rate, "warmup_lr": None}, so existing warm-up checkpoints still load)
+    key["lr"], key["warmup_lr"] = config.warmup_lr or config.lr, None
     # with one schedule over the whole run, the warm-up's learning rates depend on the total length
     schedule: dict[str, Any] = {"phase_switch": config.phase_switch}
     if config.phase_switch == "continue":

@@ -65,6 +65,19 @@ def test_a_warmup_from_other_data_is_refused(data, tmp_path):
         train(_config(), _net(), *data, out_dir=tmp_path / "d", progress=False, panels=0, warmup_checkpoint=ckpt)
 
 
+def test_a_warmup_is_keyed_by_its_own_learning_rate(data, tmp_path):
+    ckpt = tmp_path / "warmup.pt"
+    train(_config(lr=1e-3), _net(), *data, out_dir=tmp_path / "a", progress=False, panels=0, warmup_checkpoint=ckpt)
+    # the same warm-up (rate 1e-3), a lower rate after it: the checkpoint is that warm-up's
+    stamp = ckpt.stat().st_mtime_ns
+    train(_config(lr=1e-4, warmup_lr=1e-3), _net(), *data, out_dir=tmp_path / "b", progress=False, panels=0,
+          warmup_checkpoint=ckpt)  # fmt: skip
+    assert ckpt.stat().st_mtime_ns == stamp  # loaded, not trained again
+    with pytest.raises(ValueError, match=r"another warm-up \(differing fields: \['lr'\]\)"):
+        train(_config(lr=1e-3, warmup_lr=1e-2), _net(), *data, out_dir=tmp_path / "c", progress=False, panels=0,
+              warmup_checkpoint=ckpt)  # fmt: skip
+
+
 def test_a_diverging_stage_b_stops_and_keeps_the_last_good_epoch(data, tmp_path):
     config = _config("pce", optimizer="sgd", lr=1e12, epochs=3, warmup_epochs=0)
     with pytest.raises(FloatingPointError, match="stage B diverged at epoch"):
