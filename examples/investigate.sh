@@ -7,7 +7,9 @@
 #   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
 #   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_learned long_continue long_soft long_mf long_densegd long_densegd<lambda> long_densetr
 #   long_adm (ADM: hard CE on the stage-A labels), long_fixed (ADM on the first stage-A labels only, never re-solved)
-#   demo only: w10 w20 (the demo's 10-epoch warm-up, or 20), w10_eps<e> w20_eps<e>; method "warmup" = the PCE warm-up alone
+#   demo only: w10 w20 (the demo's 10-epoch warm-up, or 20), then grid-tr alone with options joined by _:
+#     eps<e> (--error-prob), auto (--trust-weight auto), b<beta> (--trust-weight), e.g. w10_eps0.1_auto;
+#     method "warmup" = the PCE warm-up alone
 #   long_sgd<lr> (SGD, momentum 0.9, weight decay 5e-4, at that learning rate: its own warm-ups and PCE)
 #   long_lam<lambda> (stage A's Potts weight), long_gd<lambda> long_tv_gd<lambda>   Grid-GD with its own lambda (bilinear / tv relaxation), e.g. long_gd10
 # One PCE warm-up per row, seed and warm-up schedule is shared by the runs that can use it.
@@ -37,7 +39,15 @@ for seed in ${SEEDS:-0 1 2}; do
       restart_eps0.3|continue_eps0.3) extra="$short --phase-switch ${v%%_*} --error-prob 0.3"; warm=${v%%_*}; methods="grid-tr" ;;
       long)          extra="$long"; warm=long; methods="pce grid-tr full" ;;
       w10|w20)       extra="--warmup-epochs ${v#w}"; warm=$v; methods="warmup pce grid-tr" ;;
-      w10_eps*|w20_eps*) extra="--warmup-epochs ${v:1:2} --error-prob ${v#w??_eps}"; warm=${v%%_*}; methods="grid-tr" ;;
+      w??_*)         extra="--warmup-epochs ${v:1:2}"; warm=${v%%_*}; methods="grid-tr"  # w10_eps0.1_auto: each option
+                     for o in $(tr _ ' ' <<< "${v#w??_}"); do
+                       case $o in
+                         eps*) extra="$extra --error-prob ${o#eps}" ;;
+                         auto) extra="$extra --trust-weight auto" ;;
+                         b*)   extra="$extra --trust-weight ${o#b}" ;;
+                         *) echo "unknown option $o of $v"; exit 2 ;;
+                       esac
+                     done ;;
       long_auto)     extra="$long --trust-weight auto"; warm=long; methods="grid-tr" ;;
       long_every8)   extra="${long/--stage-a-every 4/--stage-a-every 8}"; warm=long; methods="grid-tr" ;;
       long_every2)   extra="${long/--stage-a-every 4/--stage-a-every 2}"; warm=long; methods="grid-tr" ;;
