@@ -7,8 +7,9 @@
 #   restart continue restart_eps0.3 continue_eps0.3   the 8 + 8 runs of the first investigation
 #   long long_auto long_every8 long_every2 long_width16 long_eps<e> long_learned long_continue long_soft long_mf long_densegd long_densegd<lambda> long_densetr
 #   long_adm (ADM: hard CE on the stage-A labels), long_fixed (ADM on the first stage-A labels only, never re-solved)
-#   demo only: w10 w20 (the demo's 10-epoch warm-up, or 20), then grid-tr alone with options joined by _:
-#     eps<e> (--error-prob), auto (--trust-weight auto), b<beta> (--trust-weight), e.g. w10_eps0.1_auto;
+#   demo only: w10 w20 (the demo's 10-epoch warm-up, or 20, its other settings), then grid-tr alone with options joined by _:
+#     eps<e> (--error-prob), auto (--trust-weight auto), b<beta> (--trust-weight), e.g. w10_eps0.1_auto
+#     (w10_eps0.4956: the demo before its error_prob 0.1, i.e. the CLI's 0.9912*(C-1)/C at C = 2);
 #     method "warmup" = the PCE warm-up alone
 #   long_sgd<lr> (SGD, momentum 0.9, weight decay 5e-4, at that learning rate: its own warm-ups and PCE)
 #   long_lam<lambda> (stage A's Potts weight), long_gd<lambda> long_tv_gd<lambda>   Grid-GD with its own lambda (bilinear / tv relaxation), e.g. long_gd10
