@@ -212,6 +212,9 @@ def compare(found_a, found_b, metric: str = "test") -> dict | None:
 
 #: what a variant setting ``<base>_<variant>`` without its own runs of them takes from ``<base>``
 BASELINES = ("warmup", "pce", "grid-gd", "dense-gd", "full")
+#: what a variant that runs baselines only (e.g. ``_gd0.1``, Grid-GD at its own λ) also takes from
+#: ``<base>``: the methods it is the baseline of, so that the row shows ``grid-tr − grid-gd``
+COMPARED = ("grid-tr", "dense-tr")
 
 
 def _base_setting(setting: str, by_setting: dict) -> str | None:
@@ -238,7 +241,8 @@ def summary(groups, metric: str = "test") -> list[str]:
     the share of the PCE → full-supervision gap that grid-tr closes; then one command per (setting, method)
     (the seed-0 run's; the other seeds differ only in ``--seed``). A variant setting ``<base>_<variant>``
     (e.g. ``horse_full_long_auto``, only grid-tr) is compared with the :data:`BASELINES` of ``<base>``
-    (the same runs, paired by seed; their commands are listed once, under ``<base>``)."""
+    (the same runs, paired by seed; their commands are listed once, under ``<base>``); a variant that
+    runs baselines only (``horse_full_long_gd1``) also takes the :data:`COMPARED` methods of ``<base>``."""
     by_setting: dict[str, dict[str, list]] = {}
     for setting, m, found in groups:
         by_setting.setdefault(setting, {})[m] = found
@@ -246,7 +250,8 @@ def summary(groups, metric: str = "test") -> list[str]:
     for setting, found_by in by_setting.items():  # a variant compares with its base setting's baselines
         base = _base_setting(setting, by_setting)
         if base is not None:
-            for m in BASELINES:
+            borrowed = BASELINES + (COMPARED if set(found_by) <= set(BASELINES) else ())
+            for m in borrowed:
                 if m not in found_by and m in by_setting[base]:
                     found_by[m] = by_setting[base][m]
     methods = [m for m in METHODS if any(m in ms for ms in by_setting.values())]

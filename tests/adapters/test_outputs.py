@@ -391,6 +391,25 @@ def test_a_variant_setting_is_compared_with_its_base_settings_baselines(tmp_path
     assert rt._base_setting("horse_long_auto", {"horse_long": {"pce": []}, "horse": {"pce": []}}) == "horse_long"
 
 
+def test_a_baseline_only_variant_is_compared_with_its_base_settings_grid_tr(tmp_path, capsys):
+    rt = _results_table()
+    root = tmp_path / "runs"
+    for k, (p, t, g, a) in enumerate(((60.0, 64.0, 59.0, 66.0), (62.0, 65.0, 60.0, 67.0))):
+        _run(root / "horse_long" / "pce" / f"seed{k}", p, p)
+        _run(root / "horse_long" / "grid-tr" / f"seed{k}", t, t)
+        _run(root / "horse_long_gd1" / "grid-gd" / f"seed{k}", g, g)  # a baseline at its own lambda
+        _run(root / "horse_long_auto" / "grid-tr" / f"seed{k}", a, a)
+    rt.main(str(root), figure=False, metric="summary")
+    lines = capsys.readouterr().out.splitlines()
+    head = lines[0][2:-2].split(" | ")
+    rows = {cells[0]: cells for line in lines[2:] if line.startswith("| ") and (cells := line[2:-2].split(" | "))}
+    gd = dict(zip(head, rows["horse_long_gd1"]))
+    assert gd["grid-gd"] == "59.5 ± 0.7" and gd["grid-tr"] == "64.5 ± 0.7"  # the base's grid-tr, paired by seed
+    assert gd["grid-tr − grid-gd"] == "+5.0 (+5.0, +5.0; win)"
+    auto = dict(zip(head, rows["horse_long_auto"]))  # a variant of the method itself keeps its own grid-tr only
+    assert auto["grid-tr"] == "66.5 ± 0.7" and auto["grid-gd"] == "" and auto["grid-tr − grid-gd"] == ""
+
+
 def test_update_doc_regenerates_the_marked_tables_only(tmp_path):
     rt = _results_table()
     root = tmp_path / "runs"
