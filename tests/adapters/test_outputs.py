@@ -403,10 +403,12 @@ def test_a_baseline_only_variant_is_compared_with_its_base_settings_grid_tr(tmp_
     lines = capsys.readouterr().out.splitlines()
     head = lines[0][2:-2].split(" | ")
     rows = {cells[0]: cells for line in lines[2:] if line.startswith("| ") and (cells := line[2:-2].split(" | "))}
-    gd = dict(zip(head, rows["horse_long_gd1"]))
+    gd = dict(zip(head, rows["horse_long_gd1"], strict=True))
     assert gd["grid-gd"] == "59.5 ± 0.7" and gd["grid-tr"] == "64.5 ± 0.7"  # the base's grid-tr, paired by seed
     assert gd["grid-tr − grid-gd"] == "+5.0 (+5.0, +5.0; win)"
-    auto = dict(zip(head, rows["horse_long_auto"]))  # a variant of the method itself keeps its own grid-tr only
+    auto = dict(
+        zip(head, rows["horse_long_auto"], strict=True)
+    )  # a variant of the method itself keeps its own grid-tr only
     assert auto["grid-tr"] == "66.5 ± 0.7" and auto["grid-gd"] == "" and auto["grid-tr − grid-gd"] == ""
 
 
