@@ -406,9 +406,8 @@ def test_a_baseline_only_variant_is_compared_with_its_base_settings_grid_tr(tmp_
     gd = dict(zip(head, rows["horse_long_gd1"], strict=True))
     assert gd["grid-gd"] == "59.5 ± 0.7" and gd["grid-tr"] == "64.5 ± 0.7"  # the base's grid-tr, paired by seed
     assert gd["grid-tr − grid-gd"] == "+5.0 (+5.0, +5.0; win)"
-    auto = dict(
-        zip(head, rows["horse_long_auto"], strict=True)
-    )  # a variant of the method itself keeps its own grid-tr only
+    # a variant of the method itself keeps its own grid-tr only
+    auto = dict(zip(head, rows["horse_long_auto"], strict=True))
     assert auto["grid-tr"] == "66.5 ± 0.7" and auto["grid-gd"] == "" and auto["grid-tr − grid-gd"] == ""
 
 
