@@ -326,6 +326,33 @@ def test_batch_solvers_match_serial(kind):
         assert a.trace == b.trace
 
 
+def test_pools_take_the_costliest_items_first_and_return_them_in_order():
+    """Largest-first submission (the load balance of a pool) must not reorder the results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chainrule2.solvers import ProcessBatchSolver, solve_batch
+    from chainrule2.solvers.parallel import _submit, largest_first
+
+    energies = [_noisy_energy(h=h, w=w, num_labels=k, seed=h)[0] for h, w, k in [(6, 7, 2), (12, 14, 3), (9, 9, 4)]]
+    assert largest_first(energies) == [1, 2, 0]  # 504, 324 and 84 pixel-labels
+
+    submitted = []
+
+    class Recording(ThreadPoolExecutor):
+        def submit(self, fn, args):
+            submitted.append(next(i for i, e in enumerate(energies) if e is args[1]))
+            return super().submit(fn, args)
+
+    with Recording(max_workers=1) as pool:
+        futures = _submit(pool, AlphaExpansion(), [(e, None) for e in energies])
+        states = [f.result() for f in futures]
+    assert submitted == [1, 2, 0]
+    for a, b, c in zip(solve_batch(AlphaExpansion(), energies), states, ProcessBatchSolver(2)(AlphaExpansion(), energies),
+                       strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a.solution, b.solution)
+        np.testing.assert_array_equal(a.solution, c.solution)
+
+
 def test_batch_solver_bad_input():
     from chainrule2.solvers import ProcessBatchSolver
 
