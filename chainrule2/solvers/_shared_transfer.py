@@ -70,11 +70,12 @@ class SharedBatch:
             self.payloads.append((blob, spans))
         self.fd = os.memfd_create("chainrule2-stage-a", os.MFD_CLOEXEC)
         try:
-            os.ftruncate(self.fd, end)
-            # pwrite, not a writable mapping: no page faults in the caller (measured faster)
-            for (_, spans), raws in zip(self.payloads, buffers, strict=True):
-                for (start, _), raw in zip(spans, raws, strict=True):
-                    _write_at(self.fd, raw, start)
+            if end:
+                os.ftruncate(self.fd, end)
+                with mmap.mmap(self.fd, end) as target:
+                    for (_, spans), raws in zip(self.payloads, buffers, strict=True):
+                        for (start, stop), raw in zip(spans, raws, strict=True):
+                            target[start:stop] = raw
         except BaseException:
             os.close(self.fd)
             raise
@@ -86,14 +87,6 @@ class SharedBatch:
 
     def __exit__(self, *exc: Any) -> None:
         os.close(self.fd)
-
-
-def _write_at(fd: int, data: memoryview, offset: int) -> None:
-    """All of ``data`` at byte ``offset`` of ``fd`` (``os.pwrite`` may write less than asked)."""
-    data = data.cast("B")
-    while data:
-        written = os.pwrite(fd, data, offset)
-        data, offset = data[written:], offset + written
 
 
 def solve_shared(source: tuple[str, str], blob: bytes, spans: list[tuple[int, int]]) -> SolverState:
