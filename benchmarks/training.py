@@ -10,9 +10,8 @@ every ``--stage-a-every`` epochs for grid-tr, so its epochs are amortised over t
 A after the first runs beside stage B, and its share counts only the time stage B waited for it;
 ``grid_tr_overlap_steady_over_pce`` leaves out the first (blocking) stage-A period.
 Stage-A throughput: the warmed-up network's logits on the training images, then the same energies
-solved serially and by :class:`chainrule2.solvers.ProcessBatchSolver` (2 workers, the items in
-shared memory; ``_pickle``: through pipes, ``transfer="pickle"``), the median of ``--repeats`` runs
-each, interleaved; ``machine_ceiling_2proc``: what two simultaneous solves get
+solved serially and by :class:`chainrule2.solvers.ProcessBatchSolver` (2 workers), the median of
+``--repeats`` runs each, interleaved; ``machine_ceiling_2proc``: what two simultaneous solves get
 from this CPU (:func:`machine_ceiling`), and ``stage_a_parallel_efficiency`` = speed-up ÷ ceiling.
 Ratios are against the PCE epoch / the serial solve measured in the same run; on a shared CPU the
 absolute seconds mean little.
@@ -142,15 +141,16 @@ def stage_a_throughput(samples: list, args: argparse.Namespace, warmup: Path) ->
             logits = output_logits(net(batch.inputs)).permute(0, 2, 3, 1).numpy().astype(np.float64)
             host = batch._replace(seeds=batch.seeds.numpy())
             energies += stage_a.solver.energies(stage_a.loss, logits, host, stage_a.trust_divergence, 16.0)
-    serial, parallel, piped = [], [], []
-    with ProcessBatchSolver(workers=2) as pool, ProcessBatchSolver(workers=2, transfer="pickle") as pipes:
+    serial, parallel = [], []
+    with ProcessBatchSolver(workers=2) as pool:
         pool(stage_a.solver, energies[:2])  # start the workers before timing
-        pipes(stage_a.solver, energies[:2])
         for _ in range(args.repeats):
-            for times, solve in ((serial, solve_batch), (parallel, pool), (piped, pipes)):
-                t = time.perf_counter()
-                solve(stage_a.solver, energies)
-                times.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            solve_batch(stage_a.solver, energies)
+            serial.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            pool(stage_a.solver, energies)
+            parallel.append(time.perf_counter() - t)
     one, two = statistics.median(serial), statistics.median(parallel)
     ceiling = machine_ceiling(stage_a.solver, energies, args.repeats)
     return {
@@ -159,10 +159,8 @@ def stage_a_throughput(samples: list, args: argparse.Namespace, warmup: Path) ->
         "stage_a_speedup_2proc": one / two,
         "machine_ceiling_2proc": ceiling,
         "stage_a_parallel_efficiency": one / two / ceiling,
-        "stage_a_speedup_2proc_pickle": one / statistics.median(piped),
         "stage_a_seconds_1proc": serial,
         "stage_a_seconds_2proc": parallel,
-        "stage_a_seconds_2proc_pickle": piped,
     }
 
 

@@ -11,7 +11,6 @@ that release the GIL and for comparison.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections.abc import Sequence
@@ -21,14 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chainrule2.base import Energy, SolverState, Subproblem
-from chainrule2.solvers._shared_transfer import SharedBatch, SharedTransferError, available, solve_shared
 from chainrule2.solvers.base import ERRORS, SolveFailure, paired, run, solve_batch
 from chainrule2.validation import check_choice, check_int
 
 logger = logging.getLogger(__name__)
-
-#: How :class:`ProcessBatchSolver` hands the items to its workers.
-TRANSFERS = ("shared", "pickle")
 
 
 def _solve_one(args: tuple[Any, Any, Any]) -> SolverState:
@@ -47,21 +42,12 @@ def largest_first(energies: Sequence[Energy]) -> list[int]:
     return sorted(range(len(energies)), key=lambda i: -math.prod(energies[i].shape) * energies[i].num_labels)
 
 
-def _submit(
-    pool: Executor, solver: Subproblem, items: list[tuple[Any, Any]], shared: SharedBatch | None = None
-) -> list[Future]:
-    """One future per item, in the items' order, submitted costliest first (:func:`largest_first`);
-    through ``shared`` (the items' :class:`SharedBatch`) if given, else pickled through the pool's pipes."""
+def _submit(pool: Executor, solver: Subproblem, items: list[tuple[Any, Any]]) -> list[Future]:
+    """One future per item, in the items' order, submitted costliest first (:func:`largest_first`)."""
     futures: list = [None] * len(items)
     for index in largest_first([e for e, _ in items]):
-        if shared is not None and index in shared.failures:  # could not be pickled: fails alone
-            futures[index] = Future()
-            futures[index].set_exception(shared.failures[index])
-        elif shared is not None:
-            futures[index] = pool.submit(solve_shared, shared.source, *shared.payloads[index])
-        else:
-            energy, initial = items[index]
-            futures[index] = pool.submit(_solve_one, (solver, energy, initial))
+        energy, initial = items[index]
+        futures[index] = pool.submit(_solve_one, (solver, energy, initial))
     return futures
 
 
@@ -77,17 +63,12 @@ def _finish(results: list[SolverState | SolveFailure], errors: str) -> list[Solv
 def _collect(futures: list[Future], results: list, broken: list[int]) -> None:
     """Each future's state into ``results``; its exception as a :class:`SolveFailure`; a dead pool into ``broken``."""
     for index, future in enumerate(futures):
-        _collect_one(future, results, broken, index)
-
-
-def _collect_one(future: Future, results: list, broken: list[int], index: int) -> None:
-    """Item ``index``'s future into ``results`` (or ``broken``), as :func:`_collect`."""
-    try:
-        results[index] = future.result()
-    except BrokenProcessPool:
-        broken.append(index)
-    except Exception as err:  # the item's own error, raised in the worker
-        results[index] = SolveFailure(index, err)
+        try:
+            results[index] = future.result()
+        except BrokenProcessPool:
+            broken.append(index)
+        except Exception as err:  # the item's own error, raised in the worker
+            results[index] = SolveFailure(index, err)
 
 
 @dataclass(frozen=True)
@@ -101,12 +82,8 @@ class ProcessBatchSolver:
     >>> with ProcessBatchSolver(workers=2) as batch_solver:   # doctest: +SKIP
     ...     states = batch_solver(AlphaExpansion(), energies, None)
 
-    ``transfer="shared"`` (default) hands the energies' arrays to the workers in one shared-memory
-    file per call (Linux; :mod:`chainrule2.solvers._shared_transfer`): copied once, never through a
-    pipe, mapped read-only by the workers. ``"pickle"``, or where shared memory is not available,
-    pickles each item through the pool's pipes (a 513² 21-label energy is ≈ 45 MB). The states come
-    back pickled either way. Items are submitted costliest first (:func:`largest_first`), so the
-    workers finish together. ``workers=1`` solves in-process, unless
+    Energies and states are pickled to the workers (a 513² 21-label energy is ≈ 45 MB), so use it
+    for batches whose solve time dominates that copy. ``workers=1`` solves in-process, unless
     ``always_spawn``: then one worker process solves, so that the solves run beside the caller's own
     work (stage A overlapping stage B, ``TrainConfig.stage_a_overlap``).
 
@@ -121,27 +98,12 @@ class ProcessBatchSolver:
     workers: int = 2
     mp_context: str | None = None
     always_spawn: bool = False
-    transfer: str = "shared"
     _pool: list = field(default_factory=list, init=False, repr=False, compare=False)
-    # set once a worker could not map a shared file: this solver pickles from then on
-    _shared_failed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int(self.workers, "workers", minimum=1)
         if not isinstance(self.always_spawn, bool):
             raise TypeError(f"always_spawn: expected True or False, got {self.always_spawn!r}")
-        check_choice(self.transfer, "transfer", TRANSFERS)
-
-    def _shared(self, solver: Subproblem, items: list[tuple[Any, Any]]) -> SharedBatch | None:
-        """The items in shared memory, or ``None`` where they go through pipes."""
-        if self.transfer != "shared" or self._shared_failed or not available():
-            return None
-        try:
-            return SharedBatch([(solver, e, i) for e, i in items])
-        except OSError as err:  # e.g. memfd_create refused by a sandbox
-            logger.warning("stage-A pool: shared memory unavailable (%s); pickling the items instead", err)
-            self._shared_failed.append(True)
-            return None
 
     def _executor(self) -> Executor:
         import multiprocessing
@@ -166,27 +128,6 @@ class ProcessBatchSolver:
             self._pool[0] = fresh
         return fresh
 
-    def _first_pass(self, pool: Executor, solver: Subproblem, items: list[tuple[Any, Any]]) -> tuple[list, list[int]]:
-        """Every item solved once: (results, indices of the items whose worker died)."""
-        results: list = [None] * len(items)
-        broken: list[int] = []
-        with contextlib.ExitStack() as stack:
-            shared = self._shared(solver, items)
-            if shared is not None:
-                stack.enter_context(shared)
-            try:
-                futures = _submit(pool, solver, items, shared)
-            except BrokenProcessPool:
-                futures, broken = [], list(range(len(items)))
-            _collect(futures, results, broken)
-        unmapped = [k for k, r in enumerate(results) if isinstance(r, SolveFailure) and isinstance(r.error, SharedTransferError)]  # fmt: skip
-        if unmapped:  # a worker cannot open the caller's file (e.g. /proc restricted): pipes from now on
-            logger.warning("stage-A pool: %s; pickling the items instead", results[unmapped[0]].error)
-            self._shared_failed.append(True)
-            for k, future in zip(unmapped, _submit(pool, solver, [items[k] for k in unmapped]), strict=True):
-                _collect_one(future, results, broken, k)
-        return results, broken
-
     def __call__(
         self,
         solver: Subproblem,
@@ -205,7 +146,13 @@ class ProcessBatchSolver:
         try:
             if getattr(pool, "_broken", False):  # broken by an earlier call that was interrupted
                 pool = self._rebuilt(pool, held)
-            results, broken = self._first_pass(pool, solver, items)
+            results: list = [None] * len(items)
+            broken: list[int] = []
+            try:
+                futures = _submit(pool, solver, items)
+            except BrokenProcessPool:
+                futures, broken = [], list(range(len(items)))
+            _collect(futures, results, broken)
             if broken:  # a worker died: which item killed it? Solve the unfinished ones alone, each once
                 logger.warning("a stage-A worker process died; rebuilding the pool and retrying %d items", len(broken))
                 pool = self._rebuilt(pool, held)
@@ -238,27 +185,6 @@ class ThreadBatchSolver:
 
     def __post_init__(self) -> None:
         check_int(self.workers, "workers", minimum=1)
-
-    def _first_pass(self, pool: Executor, solver: Subproblem, items: list[tuple[Any, Any]]) -> tuple[list, list[int]]:
-        """Every item solved once: (results, indices of the items whose worker died)."""
-        results: list = [None] * len(items)
-        broken: list[int] = []
-        with contextlib.ExitStack() as stack:
-            shared = self._shared(solver, items)
-            if shared is not None:
-                stack.enter_context(shared)
-            try:
-                futures = _submit(pool, solver, items, shared)
-            except BrokenProcessPool:
-                futures, broken = [], list(range(len(items)))
-            _collect(futures, results, broken)
-        unmapped = [k for k, r in enumerate(results) if isinstance(r, SolveFailure) and isinstance(r.error, SharedTransferError)]  # fmt: skip
-        if unmapped:  # a worker cannot open the caller's file (e.g. /proc restricted): pipes from now on
-            logger.warning("stage-A pool: %s; pickling the items instead", results[unmapped[0]].error)
-            self._shared_failed.append(True)
-            for k, future in zip(unmapped, _submit(pool, solver, [items[k] for k in unmapped]), strict=True):
-                _collect_one(future, results, broken, k)
-        return results, broken
 
     def __call__(
         self,
