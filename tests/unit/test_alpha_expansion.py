@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -351,6 +352,21 @@ def test_pools_take_the_costliest_items_first_and_return_them_in_order():
                        strict=True):  # fmt: skip
         np.testing.assert_array_equal(a.solution, b.solution)
         np.testing.assert_array_equal(a.solution, c.solution)
+
+
+@pytest.mark.skipif(not Path("/proc/sys/fs/pipe-max-size").exists(), reason="pipe capacities are Linux only")
+def test_the_pool_pipes_hold_a_whole_item():
+    """ProcessBatchSolver widens its task and result pipes (an item crosses in one write)."""
+    import fcntl
+
+    from chainrule2.solvers import ProcessBatchSolver
+    from chainrule2.solvers.parallel import PIPE_BYTES
+
+    wanted = min(PIPE_BYTES, int(Path("/proc/sys/fs/pipe-max-size").read_text()))
+    with ProcessBatchSolver(workers=2) as batch_solver:
+        pool = batch_solver._pool[0]
+        for queue in (pool._call_queue, pool._result_queue):
+            assert fcntl.fcntl(queue._reader.fileno(), 1032) >= wanted  # F_GETPIPE_SZ
 
 
 def test_batch_solver_bad_input():
