@@ -174,7 +174,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--warmup-epochs", type=int, default=2)
     p.add_argument("--epochs", type=int, default=8, help="epochs timed after the warm-up")
     p.add_argument("--stage-a-every", type=int, default=2)
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument(
+        "--repeats", type=int, default=7, help="interleaved runs of each stage-A throughput measure (medians)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     name, samples = _data(args)

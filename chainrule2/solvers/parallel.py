@@ -118,8 +118,9 @@ class ProcessBatchSolver:
     ...     states = batch_solver(AlphaExpansion(), energies, None)
 
     Energies and states are pickled to the workers (a 513² 21-label energy is ≈ 45 MB), so use it
-    for batches whose solve time dominates that copy. Items are submitted costliest first
-    (:func:`largest_first`), so that the workers finish together. ``workers=1`` solves in-process, unless
+    for batches whose solve time dominates that copy. The pipes are widened (:func:`widen_pipes`)
+    and the items submitted costliest first (:func:`largest_first`), so that the workers wait less
+    for their next item and finish together. ``workers=1`` solves in-process, unless
     ``always_spawn``: then one worker process solves, so that the solves run beside the caller's own
     work (stage A overlapping stage B, ``TrainConfig.stage_a_overlap``).
 
