@@ -69,9 +69,11 @@ def widen_pipes(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         return pool
-    for queue in (getattr(pool, "_call_queue", None), getattr(pool, "_result_queue", None)):
-        try:  # either end sets the pipe's capacity; the workers inherit the pipe
-            fcntl.fcntl(queue._reader.fileno(), F_SETPIPE_SZ, size)
+    for name in ("_call_queue", "_result_queue"):
+        # either end sets the pipe's capacity, and the workers inherit the pipe
+        reader = getattr(getattr(pool, name, None), "_reader", None)
+        try:
+            fcntl.fcntl(reader.fileno(), F_SETPIPE_SZ, size)  # type: ignore[union-attr]
         except (AttributeError, OSError, ValueError):
             pass  # a private attribute that moved, or the quota: the default pipe
     return pool
