@@ -136,6 +136,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "with one schedule over the whole run (continue)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="training seed (init, order, augmentation)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="under torchrun on GPUs: batch-norm statistics over every rank's batch "
+                        "(torch.nn.SyncBatchNorm; without it each rank normalises its own)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>/<method>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
@@ -152,6 +155,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             if getattr(args, flag) not in (None, False):
                 p.error(f"--{flag.replace('_', '-')}: only with --stage-a-solver mean-field or --method dense-tr, "
                         f"got --stage-a-solver {args.stage_a_solver}")  # fmt: skip
+    if args.sync_bn and not args.device.startswith("cuda"):
+        p.error(
+            f"--sync-bn: needs --device cuda (torch.nn.SyncBatchNorm runs on GPUs only), got --device {args.device}"
+        )
     if args.out is None:
         args.out = f"runs/{args.dataset}/{args.method}"
     return args
@@ -183,6 +190,8 @@ def main(argv: list[str] | None = None) -> dict:
         seed=args.seed,
     )  # fmt: skip
     dist = from_env(args.device)  # one process, or this rank of torchrun's
+    if args.sync_bn and dist.active:  # same parameters and state-dict keys: checkpoints load without it
+        net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
     launcher = ["torchrun", f"--nproc_per_node {dist.world_size}"] if dist.active else ["python"]
     command = " ".join(launcher + ["examples/segmentation_scribbles.py"] + (argv if argv is not None else sys.argv[1:]))
     with contextlib.ExitStack() as stack:

@@ -75,3 +75,20 @@ def test_one_and_two_processes_agree_without_batch_norm(tmp_path):
     assert b[0] == b[1]  # both ranks hold the same model
     assert b[0]["weights"] == pytest.approx(a["weights"], rel=1e-9, abs=1e-9)
     assert b[0]["val"] == pytest.approx(a["val"], abs=1e-9)
+
+
+def test_sync_bn_is_refused_on_the_cpu_and_keeps_checkpoints_loadable(capsys):
+    """``--sync-bn`` (torch.nn.SyncBatchNorm, GPUs only) says so on the CPU; the converted network has
+    the plain network's state-dict keys, so its checkpoints load without it."""
+    import _tiny_runs as tiny  # tests/ is on sys.path through its conftest
+
+    cli = tiny.cli_module()
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--demo", "--sync-bn"])
+    assert "--sync-bn: needs --device cuda" in capsys.readouterr().err
+    assert cli.parse_args(["--demo", "--sync-bn", "--device", "cuda"]).sync_bn
+    plain = tiny.tiny_net()
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(tiny.tiny_net())
+    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    assert synced.state_dict().keys() == plain.state_dict().keys()
+    plain.load_state_dict(synced.state_dict())
