@@ -336,6 +336,7 @@ def test_pools_take_the_costliest_items_first_and_return_them_in_order():
 
     energies = [_noisy_energy(h=h, w=w, num_labels=k, seed=h)[0] for h, w, k in [(6, 7, 2), (12, 14, 3), (9, 9, 4)]]
     assert largest_first(energies) == [1, 2, 0]  # 504, 324 and 84 pixel-labels
+    assert largest_first([object(), energies[0], object()]) == [1, 0, 2]  # no shape: kept in place, last
 
     submitted = []
 
@@ -366,7 +367,7 @@ def test_the_pool_pipes_hold_a_whole_item():
     with ProcessBatchSolver(workers=2) as batch_solver:
         pool = batch_solver._pool[0]
         for queue in (pool._call_queue, pool._result_queue):
-            assert fcntl.fcntl(queue._reader.fileno(), 1032) >= wanted  # F_GETPIPE_SZ
+            assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) >= wanted
 
 
 def test_batch_solver_bad_input():
