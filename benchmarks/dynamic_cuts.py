@@ -43,8 +43,8 @@ import chainrule2 as cr  # noqa: E402
 from chainrule2.divergences import CrossEntropy  # noqa: E402
 from chainrule2.losses import ScribblePotts  # noqa: E402
 from chainrule2.solvers import AlphaExpansion  # noqa: E402
-from chainrule2.solvers._expansion_graph import binary_cut  # noqa: E402
-from chainrule2.solvers._maxflow import grid_structure, import_maxflow  # noqa: E402
+from chainrule2.solvers._expansion_graph import binary_cut, binary_grid, binary_tlinks, clamp_capacity  # noqa: E402
+from chainrule2.solvers._maxflow import import_maxflow  # noqa: E402
 from chainrule2.trust_radius import BetaSearch, changed_fraction, free_pixels, seed_error_bound  # noqa: E402
 
 
@@ -55,19 +55,13 @@ class ReusedCut:
         maxflow = import_maxflow()
         h, w = energy.shape
         self.graph = maxflow.GraphFloat(h * w, len(energy.offsets) * h * w)
-        self.ids = self.graph.add_grid_nodes((h, w))
-        for k, offset in enumerate(energy.offsets):
-            self.graph.add_grid_edges(self.ids, weights=energy.edge_costs[k], structure=grid_structure(offset),
-                                      symmetric=True)  # fmt: skip
+        self.ids = binary_grid(self.graph, energy)  # the pairwise edges do not depend on β
         self.first, self.second = energy.labels
         self.clamp = clamp  # the t-link of a clamped seed, large enough at every β of the search
         self.t: np.ndarray | None = None
 
     def solve(self, energy: object) -> np.ndarray:
-        u = energy.cost_unary
-        t = u[:, :, self.second] - u[:, :, self.first]
-        t[energy.clamped & (energy.seeds == self.first)] = self.clamp
-        t[energy.clamped & (energy.seeds == self.second)] = -self.clamp
+        t = binary_tlinks(energy, self.first, self.second, self.clamp)
         change = t if self.t is None else t - self.t
         self.graph.add_grid_tedges(self.ids, np.maximum(change, 0.0), np.maximum(-change, 0.0))
         if self.t is None:
@@ -111,9 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
         seconds["fixed"] += time.perf_counter() - t
         reference, free = fixed.unary_argmin(), free_pixels(host.seeds[0])
         bound = seed_error_bound(np.argmax(logits[0], axis=-1), host.seeds[0])
-        top = build(search.high)
-        u = top.cost_unary
-        clamp = 1.0 + 2.0 * (np.abs(u[:, :, 1] - u[:, :, 0]).sum() + 2.0 * top.edge_costs.sum())
+        top = build(search.high)  # the largest unary of the search: its clamp holds at every β
+        first, second = top.labels
+        clamp = clamp_capacity(top, top.cost_unary[:, :, second] - top.cost_unary[:, :, first])
         choices = {}
         for hint in (None, "cold"):
             start = None if hint is None else choices["fresh"].beta

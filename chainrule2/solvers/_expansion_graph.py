@@ -174,6 +174,35 @@ def expansion_graph(
     return graph, free
 
 
+def binary_grid(graph: Any, energy: GridPotts) -> np.ndarray:
+    """Add one node per pixel of ``energy`` and its Potts edges to ``graph`` (reset): the node ids ``(H, W)``."""
+    ids = graph.add_grid_nodes(energy.shape)
+    for k, offset in enumerate(energy.offsets):
+        graph.add_grid_edges(
+            ids, weights=check_capacities(energy.edge_costs[k], "edge capacity"), structure=grid_structure(offset),
+            symmetric=True,
+        )  # fmt: skip
+    return ids
+
+
+def clamp_capacity(energy: GridPotts, t: np.ndarray) -> float:
+    """A t-link for a clamped seed that no cut can afford to break: above all the unary and edge costs."""
+    return 1.0 + 2.0 * (np.abs(t).sum() + 2.0 * energy.edge_costs.sum())
+
+
+def binary_tlinks(energy: GridPotts, first: int, second: int, clamp: float | None = None) -> np.ndarray:
+    """``t = u(second) − u(first)`` per pixel, a seed clamped to ``first`` (``second``) pinned at
+    ``+clamp`` (``−clamp``); ``clamp`` defaults to :func:`clamp_capacity` of this ``t``."""
+    u = energy.cost_unary
+    t = u[:, :, second] - u[:, :, first]
+    clamped = energy.clamped
+    if clamped.any():
+        big = clamp_capacity(energy, t) if clamp is None else clamp
+        t[clamped & (energy.seeds == first)] = big
+        t[clamped & (energy.seeds == second)] = -big
+    return t
+
+
 def binary_cut(energy: GridPotts, first: int, second: int, maxflow: Any = None) -> np.ndarray:
     """The exact minimiser over labellings with values in {first, second}: one max-flow.
 
@@ -183,21 +212,10 @@ def binary_cut(energy: GridPotts, first: int, second: int, maxflow: Any = None) 
     if maxflow is None:
         maxflow = import_maxflow()
     h, w = energy.shape
-    u = energy.cost_unary
-    t = u[:, :, second] - u[:, :, first]
-    costs = energy.edge_costs
     graph = kept_graph(maxflow, h * w, len(energy.offsets) * h * w)
     graph.reset()
-    ids = graph.add_grid_nodes((h, w))
-    for k, offset in enumerate(energy.offsets):
-        graph.add_grid_edges(
-            ids, weights=check_capacities(costs[k], "edge capacity"), structure=grid_structure(offset), symmetric=True
-        )
-    clamped = energy.clamped
-    if clamped.any():
-        big = 1.0 + 2.0 * (np.abs(t).sum() + 2.0 * costs.sum())
-        t[clamped & (energy.seeds == first)] = big
-        t[clamped & (energy.seeds == second)] = -big
+    ids = binary_grid(graph, energy)
+    t = binary_tlinks(energy, first, second)
     graph.add_grid_tedges(
         ids,
         check_capacities(np.maximum(t, 0.0), "source capacity"),
