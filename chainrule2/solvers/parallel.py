@@ -37,9 +37,9 @@ def largest_first(energies: Sequence[Energy]) -> list[int]:
     A pool that takes its items in this order (longest-processing-time-first scheduling) ends
     with the cheap items, so its workers finish close together; in submission order one worker
     may still be on a costly item while the other has nothing left. A small gain where the items'
-    costs are alike (48 horse images at 96 px, 2 workers, three A/Bs of 25 interleaved repeats:
-    speed-up 1.53, 1.59, 1.70 in submission order, 1.59, 1.62, 1.69 largest first); more where a
-    few items are much larger than the rest.
+    costs are alike: +0.05 to +0.08 speed-up for 48 horse images at 96 px on 2 workers
+    (``benchmarks/pool_ab.py``, docs/performance.md); it may matter more where a few items are much
+    larger (not measured).
     """
     return sorted(range(len(energies)), key=lambda i: -_cost(energies[i]))
 
@@ -61,8 +61,8 @@ def widen_pipes(pool: ProcessPoolExecutor) -> ProcessPoolExecutor:
 
     Through a 64 kB pipe (Linux's default) an item of a few hundred kB crosses in many writes,
     each waiting for the worker to read. A pipe that holds the whole item lets the caller's feeder
-    thread write it ahead, while the worker is still solving. Measured at 96 px, 2 workers, six A/Bs
-    of 25 interleaved repeats: speed-up +0.05 to +0.17 (mean +0.08; docs/performance.md). Best
+    thread write it ahead, while the worker is still solving: +0.08 speed-up on average in six ad-hoc
+    A/Bs at 96 px on 2 workers, −0.02 to +0.06 in ``benchmarks/pool_ab.py`` (docs/performance.md). Best
     effort: elsewhere, or above the user's pipe quota, the pipes stay as they are.
     """
     size = PIPE_BYTES

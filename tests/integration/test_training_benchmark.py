@@ -1,4 +1,4 @@
-"""benchmarks/training.py --json (issue 12's figures) runs on the demo data and prints its ratios."""
+"""benchmarks/training.py --json (issue 12's figures) and benchmarks/pool_ab.py run on small data and print their figures."""
 
 import json
 import math
@@ -28,3 +28,12 @@ def test_training_benchmark_prints_one_json_object_with_its_ratios():
         assert math.isfinite(out[key]) and out[key] > 0, key
     assert 0 < out["grid_tr_stage_a_share"] < 1
     assert len(out["stage_a_seconds_1proc"]) == len(out["stage_a_seconds_2proc"]) == 1
+
+
+def test_pool_ab_prints_the_speed_up_of_each_pool():
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "pool_ab.py"), "--images", "6", "--size", "32", "--repeats", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert set(out["speedup_2proc"]) == {"in_order", "largest_first", "largest_first_wide"}
+    assert all(math.isfinite(v) and v > 0 for v in out["speedup_2proc"].values())
