@@ -3,6 +3,7 @@ and stage A's throughput in 1 and 2 processes. Prints one JSON object.
 
     python benchmarks/training.py --json                            # Weizmann horse if present, else demo data
     python benchmarks/training.py --json --dataset demo --images 48 --epochs 4
+    python benchmarks/training.py --json --device cuda --amp bf16     # stage B on a GPU (stage A stays on the host)
 
 Every method starts from one shared PCE warm-up and trains ``--epochs`` epochs after it (stage A
 every ``--stage-a-every`` epochs for grid-tr, so its epochs are amortised over the stage-A period).
@@ -78,13 +79,13 @@ def time_methods(samples: list, args: argparse.Namespace, folder: Path) -> dict:
     for name, method, overrides, workers in VARIANTS:
         config = TrainConfig(method=method, epochs=args.epochs, warmup_epochs=args.warmup_epochs,
                              stage_a_every=args.stage_a_every, batch_size=8, crop_size=(args.size, args.size),
-                             trust_weight=16.0, **overrides)  # fmt: skip
+                             trust_weight=16.0, amp=args.amp or False, **overrides)  # fmt: skip
         torch.manual_seed(0)
         net = UNet(3, samples[0].num_classes, width=args.width)
         with contextlib.ExitStack() as stack:
             solver = stack.enter_context(ProcessBatchSolver(workers=workers, always_spawn=True)) if workers else None
-            train(config, net, samples, out_dir=folder / name, progress=False, panels=0, warmup_checkpoint=warmup,
-                  batch_solver=solver)  # fmt: skip
+            train(config, net, samples, out_dir=folder / name, device=args.device, progress=False, panels=0,
+                  warmup_checkpoint=warmup, batch_solver=solver)  # fmt: skip
         out[name] = _epoch_seconds(folder / name, args.stage_a_every)
     return out
 
@@ -131,7 +132,7 @@ def stage_a_throughput(samples: list, args: argparse.Namespace, warmup: Path) ->
     """Images per second of stage A, serial vs 2 worker processes, on the same energies (from the
     logits of the warm-up checkpoint ``warmup``'s network)."""
     net = UNet(3, samples[0].num_classes, width=args.width)
-    net.load_state_dict(torch.load(warmup, map_location="cpu", weights_only=True)["model"])
+    net.load_state_dict(torch.load(warmup, map_location="cpu", weights_only=True)["model"])  # logits on the CPU
     net.eval()
     stage_a = make_stage_a(TrainConfig(trust_weight=16.0))
     energies = []
@@ -177,6 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--repeats", type=int, default=7, help="interleaved runs of each stage-A throughput measure (medians)"
     )
+    p.add_argument("--device", default="cpu", help="where stage B trains (cpu or cuda)")
+    p.add_argument("--amp", choices=("bf16", "fp16"), default=None, help="mixed precision of stage B (TrainConfig.amp)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     name, samples = _data(args)
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
         "images": len(samples),
         "size": args.size,
         "stage_a_every": args.stage_a_every,
+        "device": args.device,
+        "amp": args.amp,
         "seconds_per_epoch": {m: v["epoch_s"] for m, v in methods.items()},
         "grid_tr_over_pce": methods["grid-tr"]["epoch_s"] / pce,
         "grid_gd_over_pce": methods["grid-gd"]["epoch_s"] / pce,

@@ -139,6 +139,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sync-bn", action="store_true",
                    help="under torchrun on GPUs: batch-norm statistics over every rank's batch "
                         "(torch.nn.SyncBatchNorm; without it each rank normalises its own)")  # fmt: skip
+    p.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                   help="mixed precision for stage B's forward pass: bf16 (CPU or CUDA) or fp16 (CUDA, with loss "
+                        "scaling); default full precision")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out", default=None, help="output folder (default runs/<dataset>/<method>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
@@ -159,6 +162,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error(
             f"--sync-bn: needs --device cuda (torch.nn.SyncBatchNorm runs on GPUs only), got --device {args.device}"
         )
+    if args.amp == "fp16" and not args.device.startswith("cuda"):
+        p.error(f"--amp fp16: needs --device cuda (its loss scaling is CUDA's), got --device {args.device}; "
+                "use --amp bf16")  # fmt: skip
     if args.out is None:
         args.out = f"runs/{args.dataset}/{args.method}"
     return args
@@ -184,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
         potts_weight=args.potts_weight, dense_weight=args.dense_weight, relaxation=args.relaxation,
         trust_weight=args.trust_weight,
         error_prob=args.error_prob, error_lr=args.error_lr, normalization=args.normalization, pce_normalization=args.pce_normalization,
-        phase_switch=args.phase_switch, max_changed=args.max_changed,
+        phase_switch=args.phase_switch, max_changed=args.max_changed, amp=args.amp or False,
         stage_a_solver=args.stage_a_solver, soft_targets=args.soft_targets, stage_a_overlap=args.stage_a_overlap,
         **{k: v for k in ("mean_field_temperature", "mean_field_sweeps") if (v := getattr(args, k)) is not None},
         seed=args.seed,

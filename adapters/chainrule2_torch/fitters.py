@@ -26,9 +26,43 @@ from chainrule2_torch.model import TorchModel, as_tensor
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["OptimizerFitter", "LearnedErrorRobustCE"]
+__all__ = ["OptimizerFitter", "LearnedErrorRobustCE", "autocast", "check_amp", "grad_scaler"]
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
+
+
+def check_amp(amp: Any) -> str | None:
+    """``amp`` as a mode: ``None`` (full precision) for False or None, ``"bf16"`` for True or
+    "bf16"/"bfloat16", ``"fp16"`` for "fp16"/"float16"; anything else is a ``ValueError`` naming ``amp``."""
+    if amp is False or amp is None:
+        return None
+    if amp is True:
+        return "bf16"
+    if not isinstance(amp, str) or amp not in AMP_DTYPES:
+        raise ValueError(f"amp: expected False, None, True, 'bf16' or 'fp16', got {amp!r}")
+    return "bf16" if AMP_DTYPES[amp] is torch.bfloat16 else "fp16"
+
+
+def autocast(amp: Any, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """The forward pass's precision: ``torch.autocast`` in ``amp``'s dtype on ``device``, or nothing.
+
+    bf16 runs on the CPU and on CUDA (its exponent range is float32's: no loss scaling needed); fp16
+    needs CUDA, where :func:`grad_scaler` scales its loss so that small gradients do not flush to 0.
+    """
+    mode = check_amp(amp)
+    if mode is None:
+        return contextlib.nullcontext()
+    if mode == "fp16" and device.type != "cuda":
+        raise ValueError(
+            f"amp: 'fp16' needs a CUDA device (its loss scaling is CUDA's), got device={str(device)!r}; "
+            "use 'bf16' or amp=False"
+        )
+    return torch.autocast(device.type, dtype=AMP_DTYPES[mode])
+
+
+def grad_scaler(amp: Any) -> torch.amp.GradScaler | None:
+    """A CUDA grad scaler for fp16 (loss scaling, skipped steps on inf/NaN gradients); None otherwise."""
+    return torch.amp.GradScaler("cuda") if check_amp(amp) == "fp16" else None
 
 
 class LearnedErrorRobustCE(torch.nn.Module):
@@ -152,7 +186,8 @@ class OptimizerFitter:
     scheduler : torch.optim.lr_scheduler.LRScheduler or None
         Stepped once after every optimizer step.
     amp : bool or {"bf16", "fp16"}
-        Mixed precision (CUDA only): ``True`` means bf16 autocast; "fp16" also uses a grad scaler.
+        Mixed precision of the forward pass (:func:`autocast`): ``True`` means bf16 (CPU or CUDA);
+        "fp16" (CUDA only) also scales the loss (:func:`grad_scaler`). The objective runs in float32.
     grad_clip : float or None
         Clip the global gradient norm to this value.
     error_lr : float or None
@@ -189,10 +224,7 @@ class OptimizerFitter:
         check_int(steps, "steps")
         if scheduler is not None and not callable(getattr(scheduler, "step", None)):
             raise TypeError(f"scheduler: expected a torch LR scheduler with step(), got {type(scheduler).__name__}")
-        if amp is True:
-            amp = "bf16"
-        if amp is not False and amp not in AMP_DTYPES:
-            raise ValueError(f"amp: expected False, True, 'bf16' or 'fp16', got {amp!r}")
+        amp = check_amp(amp) or False
         check_positive(grad_clip, "grad_clip", allow_none=True)
         self.optimizer = optimizer
         self.objective = objective
@@ -217,13 +249,6 @@ class OptimizerFitter:
             f"steps={self.steps}, amp={self.amp!r}, grad_clip={self.grad_clip})"
         )
 
-    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-        if self.amp is False:
-            return contextlib.nullcontext()
-        if device.type != "cuda":
-            raise ValueError(f"amp: mixed precision needs a CUDA device, got device={str(device)!r} (use amp=False)")
-        return torch.autocast("cuda", dtype=AMP_DTYPES[self.amp])
-
     def fit(self, model: TorchModel, batch: Batch, targets: Any) -> FitReport:
         """Run ``steps`` optimizer steps on ``batch`` toward ``targets``.
 
@@ -244,9 +269,9 @@ class OptimizerFitter:
             raise TypeError(f"model: expected a chainrule2_torch.TorchModel, got {type(model).__name__}")
         start = time.perf_counter()
         dev = model.device
-        ctx = self._autocast(dev)
-        if self.amp == "fp16" and self._scaler is None:
-            self._scaler = torch.amp.GradScaler("cuda")
+        ctx = autocast(self.amp, dev)
+        if self._scaler is None:
+            self._scaler = grad_scaler(self.amp)
         for module in _learnable_modules(self.objective):
             module.to(dev)
         x = model.to_input(batch.inputs)

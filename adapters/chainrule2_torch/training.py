@@ -56,7 +56,7 @@ from chainrule2_torch.data import (
     write_panel,
 )
 from chainrule2_torch.distributed import SINGLE, Distributed, from_env
-from chainrule2_torch.fitters import LearnedErrorRobustCE
+from chainrule2_torch.fitters import LearnedErrorRobustCE, autocast, check_amp, grad_scaler
 from chainrule2_torch.model import resolve_device
 from chainrule2_torch.objectives import RelaxedDenseLoss, RelaxedPottsLoss, SeedAwareLoss, output_logits
 
@@ -165,6 +165,10 @@ class TrainConfig:
     pce_normalization : {"official", "mean", "item", "sum"}
         The same for the partial cross-entropy of the warm-up, ``pce`` and ``grid-gd``; ``"item"``:
         each item's mean over its seed pixels, averaged over the items.
+    amp : False, True, "bf16" or "fp16"
+        Mixed precision of stage B's forward pass (:func:`chainrule2_torch.fitters.autocast`): bf16
+        (``True``) on the CPU or CUDA; fp16 on CUDA only, with loss scaling (a ``GradScaler``, kept in
+        the checkpoint). The losses, stage A's logits and the evaluation stay in float32.
     phase_switch : {"restart", "continue"}
         At the end of the warm-up: ``"restart"`` builds the method's own optimizer with a fresh poly
         schedule at ``lr`` (the official code); ``"continue"`` keeps the warm-up's optimizer (its
@@ -201,6 +205,7 @@ class TrainConfig:
     stage_a_overlap: bool = False
     normalization: str = "mean"
     pce_normalization: str = "item"
+    amp: bool | str = False
     phase_switch: str = "restart"
     seed: int = 0
 
@@ -226,6 +231,7 @@ class TrainConfig:
                 "soft_targets: True needs a stage A that returns a distribution per pixel, "
                 f"stage_a_solver='mean-field'; got stage_a_solver={self.stage_a_solver!r}"
             )
+        check_amp(self.amp)
         if self.phase_switch not in PHASE_SWITCHES:
             raise ValueError(f"phase_switch: expected one of {PHASE_SWITCHES}, got {self.phase_switch!r}")
         for name in ("normalization", "pce_normalization"):
@@ -776,7 +782,9 @@ def _warmup_key(config: TrainConfig, fingerprint: dict) -> dict:
     schedule: dict[str, Any] = {"phase_switch": config.phase_switch}
     if config.phase_switch == "continue":
         schedule["epochs"] = config.epochs
-    return {**key, **schedule, **fingerprint}
+    # keyed only when on, so that the warm-up checkpoints written before amp existed still load
+    precision = {"amp": amp} if (amp := check_amp(config.amp)) else {}
+    return {**key, **schedule, **precision, **fingerprint}
 
 
 def _differences(a: dict, b: dict) -> list[str]:
@@ -823,13 +831,16 @@ def _restore_warmup(path: Path, key: dict, network: torch.nn.Module) -> dict | N
 
 @dataclass
 class _Phase:
-    """The criterion, optimizer and poly schedule of one phase (the warm-up, or the method's epochs)."""
+    """The criterion, optimizer and poly schedule of one phase (the warm-up, or the method's epochs),
+    and its precision: ``amp`` (:func:`~chainrule2_torch.fitters.check_amp`) and fp16's grad scaler."""
 
     name: str
     method: Method
     criterion: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: Any
+    amp: str | None = None
+    scaler: torch.amp.GradScaler | None = None
 
     @classmethod
     def build(cls, name: str, method: Method, config: TrainConfig, network: torch.nn.Module, num_classes: int,
@@ -846,17 +857,34 @@ class _Phase:
             opt = torch.optim.Adam(params, lr=lr, weight_decay=0.0)
         steps = max(1, steps)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: max(0.0, 1 - i / steps) ** 0.9)
-        return cls(name, method, criterion, opt, sched)
+        return cls(name, method, criterion, opt, sched, check_amp(config.amp), grad_scaler(config.amp))
 
     def state_dict(self) -> dict:
-        return {"name": self.name, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "criterion": self.criterion.state_dict()}  # fmt: skip
+        state = {"name": self.name, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                 "criterion": self.criterion.state_dict()}  # fmt: skip
+        if self.scaler is not None:  # fp16's loss scale: a resumed run goes on from the same scale
+            state["scaler"] = self.scaler.state_dict()
+        return state
 
     def load_state_dict(self, state: dict, criterion: bool = True) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         if criterion:
             self.criterion.load_state_dict(state["criterion"])
+        if self.scaler is not None and "scaler" in state:
+            self.scaler.load_state_dict(state["scaler"])
+
+    def step(self, loss: torch.Tensor) -> None:
+        """Back-propagate ``loss`` and take the optimizer's step (through fp16's grad scaler, which
+        skips a step whose gradients are inf or NaN), then the schedule's."""
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.scheduler.step()
 
 
 class RankBatches(torch.utils.data.Sampler):
@@ -908,16 +936,15 @@ def train_epoch(network: torch.nn.Module, phase: _Phase, loader: Any, epoch: int
         phase.optimizer.zero_grad(set_to_none=True)
         targets = {"seeds": None, "stage_a": batch.targets, "masks": batch.targets}[phase.method.targets]
         extra = (batch.images,) if phase.method.needs_images else ()
-        output = network(batch.inputs)
+        with autocast(phase.amp, batch.inputs.device):  # the criterion promotes half logits to float32
+            output = network(batch.inputs)
         if not bool(torch.isfinite(output_logits(output)).all()):
             _diverged(epoch, "the network's logits are NaN or inf")
         loss = phase.criterion(output, targets, batch.seeds, *extra)
         value = float(loss.detach())
         if not math.isfinite(value):
             _diverged(epoch, f"loss {value}")
-        loss.backward()
-        phase.optimizer.step()
-        phase.scheduler.step()
+        phase.step(loss)
         losses.append(value)
         progress.set_postfix(loss=f"{value:.4f}")
     return float(np.mean(losses))
@@ -1086,6 +1113,7 @@ def train(
     out = Path(out_dir)
     dist = distributed if distributed is not None else from_env(device)
     dev = dist.device if dist.device.type == "cuda" else resolve_device(device)
+    autocast(config.amp, dev)  # an amp the device cannot run is refused before anything is written
     method = METHOD_TABLE[config.method]
     train_samples = _usable(list(train_samples), method)
     num_classes = _check_samples(train_samples, list(val_samples) + list(test_samples))
@@ -1107,7 +1135,7 @@ def train(
         name, kind = ("warmup", WARMUP) if epoch < warmup else ("main", method)
         if continuing and previous is not None:  # the same optimizer and schedule, the method's criterion
             return _Phase(name, kind, kind.criterion(config, num_classes).to(dev), previous.optimizer,
-                          previous.scheduler)  # fmt: skip
+                          previous.scheduler, previous.amp, previous.scaler)  # fmt: skip
         steps = total if continuing else warmup if name == "warmup" else total - warmup
         return _Phase.build(name, kind, config, network, num_classes, steps * per_epoch, dev)
 

@@ -102,11 +102,22 @@ def test_bad_arguments():
         fitter.fit(model, Batch(batch.inputs, np.full((2, 6, 6), 7, np.uint8)), targets)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present")
-def test_amp_on_cpu_is_a_clear_error():
-    model, fitter, batch, targets = make("cpu", amp=True)
-    with pytest.raises(ValueError, match="amp: mixed precision needs a CUDA device"):
+def test_fp16_on_cpu_is_a_clear_error():
+    model, fitter, batch, targets = make("cpu", amp="fp16")
+    with pytest.raises(ValueError, match="amp: 'fp16' needs a CUDA device"):
         fitter.fit(model, batch, targets)
+
+
+def test_bf16_runs_the_network_in_bf16_and_the_objective_in_float32(device):
+    model, fitter, batch, targets = make(device, steps=10, amp=True)
+    assert fitter.amp == "bf16"
+    seen = []
+    model.network.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    objective = fitter.objective
+    fitter.objective = lambda z, t, s: seen.append(z.dtype) or objective(z, t, s)
+    report = fitter.fit(model, batch, targets)
+    assert seen[:2] == [torch.bfloat16, torch.float32]
+    assert report.losses[-1] < report.losses[0]
 
 
 @pytest.mark.cuda
