@@ -313,14 +313,19 @@ def test_icm_is_monotone_and_no_better_than_expansion():
     assert run(AlphaExpansion(), energy).energy <= icm.energy
 
 
-@pytest.mark.parametrize("kind", ["process", "thread"])
+# forkserver: Python 3.14's default start method on Linux; spawn: the default on macOS and Windows.
+# Their workers start from a fresh interpreter, so the solver, energies and states cross by pickle alone.
+@pytest.mark.parametrize("kind", ["process", "process-forkserver", "process-spawn", "thread"])
 def test_batch_solvers_match_serial(kind):
     from chainrule2.solvers import ProcessBatchSolver, ThreadBatchSolver, solve_batch
 
     energies = [_noisy_energy(seed=s)[0] for s in range(3)]
     initials = [None, energies[1].unary_argmin(), None]
     serial = solve_batch(AlphaExpansion(), energies, initials)
-    batch_solver = ProcessBatchSolver(workers=2) if kind == "process" else ThreadBatchSolver(workers=2)
+    if kind == "thread":
+        batch_solver = ThreadBatchSolver(workers=2)
+    else:
+        batch_solver = ProcessBatchSolver(workers=2, mp_context=kind.partition("-")[2] or None)
     parallel = batch_solver(AlphaExpansion(), energies, initials)
     for a, b in zip(serial, parallel, strict=True):
         np.testing.assert_array_equal(a.solution, b.solution)
@@ -375,5 +380,7 @@ def test_batch_solver_bad_input():
 
     with pytest.raises(ValueError, match="workers"):
         ProcessBatchSolver(workers=0)
+    with pytest.raises(ValueError, match=r"mp_context: expected one of \(.*'spawn'.*\) or None, got 'threads'"):
+        ProcessBatchSolver(mp_context="threads")
     with pytest.raises(ValueError, match="initials: expected 1 items"):
         ProcessBatchSolver()(AlphaExpansion(), [_noisy_energy()[0]], [None, None])
