@@ -134,8 +134,9 @@ class ProcessBatchSolver:
 
     ``mp_context`` is the workers' start method: ``"fork"``, ``"forkserver"``, ``"spawn"``, or None for
     the platform's default (fork on Linux up to Python 3.13, forkserver from 3.14; spawn on macOS and
-    Windows). forkserver and spawn start each worker from a fresh interpreter: about 2 s more per pool
-    (measured here, ad hoc), and no thread or CUDA state of the caller is copied into the workers.
+    Windows). forkserver and spawn start each worker from a fresh interpreter, which imports the
+    caller's main module (about 2 s more per pool where that imports torch; measured here, ad hoc); no
+    thread or CUDA state of the caller is copied into the workers.
 
     **A worker that dies** (a crash in the solver, the out-of-memory killer, ``os._exit``) costs only
     the item it was solving: the pool is rebuilt, the items it was running are solved again one at a

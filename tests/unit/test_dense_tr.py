@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from chainrule2 import StageA
 from chainrule2.base import Batch
@@ -53,6 +52,7 @@ def test_stage_a_gives_soft_targets_that_follow_the_image() -> None:
 
 
 def test_numpy_and_torch_give_the_same_targets() -> None:
+    torch = pytest.importorskip("torch")  # the core's tests run without torch
     logits, batch = _problem()
     expected = _stage_a().propose(logits, batch).targets
     torch_batch = Batch(None, torch.as_tensor(batch.seeds), torch.as_tensor(batch.images))
@@ -161,6 +161,7 @@ def test_grid_mean_field_is_refused_the_dense_loss_and_the_dense_solver_the_grid
 
 
 def test_the_batched_path_is_offered_only_when_asked_and_training_asks_for_it_off_the_cpu() -> None:
+    pytest.importorskip("torch")  # the core's tests run without torch
     from chainrule2_torch.training import TrainConfig, make_stage_a
 
     assert DenseMeanField().batch_supported(DenseCRFLoss(0.3))

@@ -86,11 +86,11 @@ def confusion_matrix(
     valid = ~np.isin(truth, np.asarray(list(ignore), dtype=np.int64))
     t = truth[valid].astype(np.int64)
     p = prediction[valid].astype(np.int64)
-    if t.size and (t.min() < 0 or t.max() >= num_classes):
-        bad = np.unique(t[(t < 0) | (t >= num_classes)])[:5].tolist()
+    if (outside := (t < 0) | (t >= num_classes)).any():
+        bad = np.unique(t[outside])[:5].tolist()
         raise ValueError(f"truth: expected class ids in [0, {num_classes}) or ignored values, got {bad}")
-    if p.size and (p.min() < 0 or p.max() >= num_classes):
-        bad = np.unique(p[(p < 0) | (p >= num_classes)])[:5].tolist()
+    if (outside := (p < 0) | (p >= num_classes)).any():
+        bad = np.unique(p[outside])[:5].tolist()
         raise ValueError(f"prediction: expected class ids in [0, {num_classes}) on counted pixels, got {bad}")
     return np.bincount(t * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
